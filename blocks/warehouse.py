@@ -1,0 +1,29 @@
+"""A Prefect block that says which warehouse to load and how to reach it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+
+class Warehouse(Block):
+    """Where the pipeline loads its tables: an embedded DuckDB file, PostgreSQL or Redshift."""
+
+    _block_type_name = "X Pipeline Warehouse"
+    _block_type_slug = "x-pipeline-warehouse"
+    _description = "Target database of the X pipeline (DuckDB file, PostgreSQL or Amazon Redshift)."
+
+    kind: Literal["duckdb", "postgresql", "redshift"] = Field(default="duckdb")
+    url: str = Field(
+        default="data/warehouse.duckdb",
+        description="DuckDB file path, or a SQLAlchemy URL without the password "
+        "(postgresql+psycopg2://user@host:5432/db, redshift+redshift_connector://user@host:5439/db)",
+    )
+    password: SecretStr | None = Field(default=None, description="Database password (never logged)")
+    db_schema: str | None = Field(default=None, description="Schema holding the tables (default: public/main)")
+    iam_role_arn: str | None = Field(default=None, description="Redshift COPY authorization by IAM role")
+    aws_credentials_block: str | None = Field(
+        default=None, description="Name of an AwsCredentials block for COPY when no IAM role is set"
+    )

@@ -1,0 +1,139 @@
+"""The daily X pipeline: fetch -> land raw -> normalize -> curated files -> warehouse -> summary.
+
+Run it locally with `python -m flows.daily` (embedded defaults: bundled sample pages, a local folder
+as the bucket, a DuckDB file as the warehouse) or deploy it with `prefect deploy` (see prefect.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger
+
+from tasks.bucket import load_bucket
+from tasks.curate import curate_day
+from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
+from tasks.source import PageSource, SampleSource
+from tasks.summary import RunSummary, build_summary, publish_summary
+from tasks.warehouse import DEFAULT_DUCKDB_PATH, load_warehouse
+
+DEFAULT_QUERIES = ["#DataEng", "prefect polars", "(redshift OR s3) lang:en"]
+SourceName = Literal["sample", "x_api", "replay"]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def open_source(source: SourceName, sample_tweets: int, x_token_block: str | None) -> PageSource | None:
+    if source == "sample":
+        return SampleSource(tweets_per_query=sample_tweets)
+    if source == "replay":
+        return None
+    raise ValueError(f"source {source!r} is not available in this version (choose sample or replay)")
+
+
+@flow(name="x-daily", flow_run_name="daily-{day}", log_prints=True, persist_result=False)
+def daily(
+    day: date | None = None,
+    queries: list[str] = DEFAULT_QUERIES,
+    source: SourceName = "sample",
+    bucket_block: str | None = None,
+    warehouse_block: str | None = None,
+    x_token_block: str | None = None,
+    sample_tweets: int = 400,
+    rows_per_file: int = 250_000,
+    local_root: str = "data",
+) -> RunSummary:
+    """Process one UTC day (today by default) of posts matching `queries` into the lake and warehouse.
+
+    Block names select production edges: `bucket_block` (`s3-bucket/<name>`), `warehouse_block`
+    (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
+    under `local_root`.
+    """
+    logger = get_run_logger()
+    day = day or utc_today()
+    root = Path(local_root)
+    seconds: dict[str, float] = {}
+    bucket = load_bucket(bucket_block, root / "lake")
+    logger.info("processing %s from %s into %s", day, source, bucket.describe())
+
+    started = time.perf_counter()
+    page_source = open_source(source, sample_tweets, x_token_block)
+    landed: list[LandedQuery] = []
+    if page_source is None:
+        raw_keys = landed_raw_keys(bucket, day)
+        if not raw_keys:
+            raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
+    else:
+        landed = [fetch_and_land(page_source, bucket, q, day) for q in queries]
+        raw_keys = [k for q in landed for k in q.keys]
+    seconds["fetch+land"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    tweets = sum(q.tweets for q in landed) or 100 * len(raw_keys) * 50
+    curated = curate_day(bucket, day, raw_keys, parts=max(1, math.ceil(tweets / rows_per_file)))
+    seconds["normalize+curate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    duckdb_path = root / DEFAULT_DUCKDB_PATH.name
+    loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
+    seconds["load"] = time.perf_counter() - started
+
+    warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
+    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+    publish_summary(bucket, summary)
+    return summary
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.daily",
+        description="Run the daily X pipeline once. With no options: today's UTC day on embedded defaults.",
+    )
+    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: today)")
+    p.add_argument("--query", dest="queries", action="append", default=None,
+                   help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
+    p.add_argument("--source", choices=["sample", "x_api", "replay"], default="sample",
+                   help="sample: bundled pages; x_api: X API v2; replay: re-run from landed raw pages")
+    p.add_argument("--bucket-block", default=None, help="bucket block, e.g. s3-bucket/x-lake (default: local folder)")
+    p.add_argument("--warehouse-block", default=None, help="x-pipeline-warehouse block name (default: DuckDB file)")
+    p.add_argument("--x-token-block", default=None, help="Secret block with the X bearer token (or X_BEARER_TOKEN)")
+    p.add_argument("--sample-tweets", type=int, default=400, help="tweets per query from the sample source")
+    p.add_argument("--rows-per-file", type=int, default=250_000, help="rows per curated part file")
+    p.add_argument("--local-root", default="data", help="folder for the embedded bucket and warehouse")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    summary = daily(
+        day=args.day,
+        queries=args.queries or DEFAULT_QUERIES,
+        source=args.source,
+        bucket_block=args.bucket_block,
+        warehouse_block=args.warehouse_block,
+        x_token_block=args.x_token_block,
+        sample_tweets=args.sample_tweets,
+        rows_per_file=args.rows_per_file,
+        local_root=args.local_root,
+    )
+    print(f"\nDay {summary.day}: {summary.tweets_fetched} tweets in {summary.pages} pages")
+    print(f"  data (bucket):  {summary.bucket}")
+    print(f"  warehouse:      {summary.warehouse}")
+    print(f"  run summary:    {summary.summary_key} in the bucket, and the Prefect artifact "
+          f"x-pipeline-run-{summary.day}")
+    for name, t in summary.tables.items():
+        print(f"  {name:<20} {t['rows']:>8} rows today  {t['new']:>7} new  {t['updated']:>7} updated  {t['total']:>8} total")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The bucket edge: one small interface over a Prefect filesystem block.
+
+Prefect's `WritableFileSystem` blocks give `read_path`/`write_path`; the pipeline also needs to list a
+prefix (to find a day's raw pages and remove stale part files) and to name an object by URL (for
+manifests). `Bucket` adds those few operations per block type and nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+
+DEFAULT_LOCAL_BUCKET = Path("data/lake")
+
+
+class BucketError(RuntimeError):
+    """A bucket operation failed for a reason the user has to fix (names the bucket, never a secret)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+class Bucket:
+    """Keys are relative to the block's base path / bucket folder; `/` separates parts."""
+
+    block: WritableFileSystem
+
+    def write(self, key: str, data: bytes) -> StoredObject:
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> dict[str, int]:
+        """Every key under `prefix` with its size in bytes."""
+        raise NotImplementedError
+
+    def delete(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path for `key` when the bucket is a local folder (lets DuckDB read in place)."""
+        return None
+
+    def replace_prefix(self, prefix: str, written: list[StoredObject]) -> list[str]:
+        """Delete keys under `prefix` that this run did not write, so a re-run leaves no stale files."""
+        keep = {o.key for o in written}
+        stale = sorted(k for k in self.list(prefix) if k not in keep)
+        if stale:
+            self.delete(stale)
+        return stale
+
+
+class LocalBucket(Bucket):
+    def __init__(self, block: LocalFileSystem) -> None:
+        self.block = block
+        self.root = Path(block.basepath or ".").expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents and path != self.root:
+            raise BucketError(f"key {key!r} escapes the bucket folder {self.root}")
+        return path
+
+    def write(self, key: str, data: bytes) -> StoredObject:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # readers never see a half-written object, as with S3
+        size = path.stat().st_size
+        if size != len(data):
+            raise BucketError(f"{self.url(key)}: wrote {len(data)} bytes, found {size}")
+        return StoredObject(key, size)
+
+    def read(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.exists():
+            raise BucketError(f"{self.url(key)} does not exist")
+        return path.read_bytes()
+
+    def list(self, prefix: str) -> dict[str, int]:
+        base = self._path(prefix) if prefix else self.root
+        search = base if base.is_dir() else base.parent
+        if not search.exists():
+            return {}
+        found = {}
+        for path in search.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found[key] = path.stat().st_size
+        return dict(sorted(found.items()))
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+
+def open_bucket(block: WritableFileSystem) -> Bucket:
+    if isinstance(block, LocalFileSystem):
+        return LocalBucket(block)
+    try:
+        from tasks.s3 import S3Lake
+    except ImportError:  # pragma: no cover - prefect-aws is a locked dependency
+        S3Lake = None
+    if S3Lake is not None and S3Lake.accepts(block):
+        return S3Lake(block)
+    raise BucketError(f"unsupported bucket block type {type(block).__name__}; use LocalFileSystem or S3Bucket")
+
+
+def load_bucket(block_name: str | None, local_root: Path = DEFAULT_LOCAL_BUCKET) -> Bucket:
+    """`block_name` is `<block-type-slug>/<name>` (e.g. `s3-bucket/x-lake`); None means the local folder."""
+    if not block_name:
+        return LocalBucket(LocalFileSystem(basepath=str(local_root.resolve())))
+    if "/" not in block_name:
+        block_name = f"s3-bucket/{block_name}"
+    try:
+        block = Block.load(block_name, _sync=True)
+    except ValueError as exc:
+        raise BucketError(
+            f"bucket block {block_name!r} was not found; create it with `python -m blocks.create` "
+            "or pass another --bucket-block"
+        ) from exc
+    return open_bucket(block)

@@ -1,0 +1,147 @@
+"""Raw landing: every page exactly as the source returned it, before anything else can fail.
+
+A raw file is gzip JSON lines, one page per line: `{"request": {...}, "status": 200, "body": {...}}`,
+where `request` names the source, endpoint, query, params and `fetched_at`. Raw pages are the source
+of truth: normalize reads them back from the bucket, so a replay of a day runs the same code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from tasks.bucket import Bucket, StoredObject
+from tasks.source import FetchedPage, PageSource
+
+
+@dataclass
+class LandedQuery:
+    source: str
+    query: str
+    keys: list[str] = field(default_factory=list)
+    error_keys: list[str] = field(default_factory=list)
+    pages: int = 0
+    tweets: int = 0
+    api_errors: int = 0
+    bytes: int = 0
+
+
+def slugify(text: str) -> str:
+    """A readable, collision-safe key part for a query (`#DataEng lang:en` -> `dataeng-lang-en-1c2b...`)."""
+    readable = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "query"
+    return f"{readable}-{zlib.crc32(text.encode()):08x}"
+
+
+def raw_prefix(source: str, query: str, day: date) -> str:
+    return f"raw/{source}/{slugify(query)}/dt={day.isoformat()}/"
+
+
+def error_prefix(source: str, query: str, day: date) -> str:
+    return f"errors/{source}/{slugify(query)}/dt={day.isoformat()}/"
+
+
+def encode_pages(pages: Iterable[FetchedPage]) -> bytes:
+    lines = b"".join(
+        orjson.dumps({"request": p.request, "status": p.status, "body": p.body}) + b"\n" for p in pages
+    )
+    # mtime=0 keeps the bytes, and so the object, identical when a day is re-run.
+    return gzip.compress(lines, compresslevel=5, mtime=0)
+
+
+def iter_raw_lines(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in gzip.decompress(data).splitlines():
+        if line.strip():
+            yield orjson.loads(line)
+
+
+def land_pages(
+    bucket: Bucket,
+    source: str,
+    query: str,
+    day: date,
+    pages: Iterable[FetchedPage],
+    pages_per_file: int = 50,
+    replace: bool = True,
+) -> LandedQuery:
+    """Write `pages` under the day's raw prefix, `pages_per_file` per object, as they arrive.
+
+    With `replace`, keys of an earlier run of the same day that this run did not write are removed,
+    so a re-run overwrites rather than adds.
+    """
+    landed = LandedQuery(source, query)
+    prefix, err_prefix = raw_prefix(source, query, day), error_prefix(source, query, day)
+    written: list[StoredObject] = []
+    errors_written: list[StoredObject] = []
+    batch: list[FetchedPage] = []
+
+    def flush() -> None:
+        if batch:
+            obj = bucket.write(f"{prefix}part-{len(written):05d}.jsonl.gz", encode_pages(batch))
+            written.append(obj)
+            landed.bytes += obj.size
+            batch.clear()
+
+    for page in pages:
+        landed.pages += 1
+        if page.body is None:
+            obj = bucket.write(
+                f"{err_prefix}page-{landed.pages:05d}.json",
+                orjson.dumps({"request": page.request, "status": page.status, "raw_text": page.raw_text}),
+            )
+            errors_written.append(obj)
+            continue
+        landed.tweets += page.tweet_count
+        landed.api_errors += page.api_error_count
+        batch.append(page)
+        if len(batch) >= pages_per_file:
+            flush()
+    flush()
+    if replace:
+        bucket.replace_prefix(prefix, written)
+        bucket.replace_prefix(err_prefix, errors_written)
+    landed.keys = [o.key for o in written]
+    landed.error_keys = [o.key for o in errors_written]
+    return landed
+
+
+def landed_raw_keys(bucket: Bucket, day: date) -> list[str]:
+    """Every raw page file landed for `day`, from any source and query (what a replay reads)."""
+    marker = f"/dt={day.isoformat()}/"
+    return [k for k in bucket.list("raw/") if marker in k and k.endswith(".jsonl.gz")]
+
+
+@task(
+    name="fetch-and-land",
+    task_run_name="land-{source.name}-{query}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def fetch_and_land(source: PageSource, bucket: Bucket, query: str, day: date, pages_per_file: int = 50) -> LandedQuery:
+    """Fetch one query's pages for `day` and land them raw, logging progress as pages arrive."""
+    logger = get_run_logger()
+
+    def logged(pages: Iterable[FetchedPage]) -> Iterator[FetchedPage]:
+        for n, page in enumerate(pages, 1):
+            if n % 25 == 0:
+                logger.info("%s %r: %d pages so far", source.name, query, n)
+            yield page
+
+    landed = land_pages(bucket, source.name, query, day, logged(source.pages(query, day)), pages_per_file)
+    logger.info(
+        "landed %d pages, %d tweets (%d partial API errors, %d malformed) for %r in %d objects",
+        landed.pages, landed.tweets, landed.api_errors, len(landed.error_keys), query, len(landed.keys),
+    )
+    return landed

@@ -1,0 +1,254 @@
+"""Normalize raw pages into the typed tables of `tasks.schema`, with polars.
+
+A raw file (a batch of pages) is parsed by Arrow's JSON reader against an explicit page schema, which
+is several times faster than building Python dicts per tweet and tolerates any optional field being
+absent (it becomes null). Polars then explodes and unnests the nested lists into one frame per table.
+Rows that cannot be keyed (no or non-numeric id) are counted as skipped, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from tasks.schema import (
+    TABLES,
+    TWEET_CASHTAGS,
+    TWEET_HASHTAGS,
+    TWEET_MENTIONS,
+    TWEET_METRICS_DAILY,
+    TWEET_QUERIES,
+    TWEET_REFERENCES,
+    TWEET_URLS,
+    TWEETS,
+    USERS,
+)
+
+_s, _i, _b = pa.string(), pa.int64(), pa.bool_()
+
+
+def _span(**extra: pa.DataType) -> pa.DataType:
+    return pa.list_(pa.struct({"start": _i, "end": _i, **extra}))
+
+
+_PUBLIC_METRICS = pa.struct(
+    {k: _i for k in ("retweet_count", "reply_count", "like_count", "quote_count", "bookmark_count", "impression_count")}
+)
+_TWEET = pa.struct(
+    {
+        "id": _s,
+        "text": _s,
+        "created_at": _s,
+        "author_id": _s,
+        "conversation_id": _s,
+        "lang": _s,
+        "in_reply_to_user_id": _s,
+        "possibly_sensitive": _b,
+        "edit_history_tweet_ids": pa.list_(_s),
+        "public_metrics": _PUBLIC_METRICS,
+        "note_tweet": pa.struct({"text": _s}),
+        "referenced_tweets": pa.list_(pa.struct({"type": _s, "id": _s})),
+        "entities": pa.struct(
+            {
+                "hashtags": _span(tag=_s),
+                "cashtags": _span(tag=_s),
+                "mentions": _span(username=_s, id=_s),
+                "urls": _span(url=_s, expanded_url=_s, display_url=_s),
+            }
+        ),
+    }
+)
+_USER = pa.struct(
+    {
+        "id": _s,
+        "username": _s,
+        "name": _s,
+        "description": _s,
+        "location": _s,
+        "created_at": _s,
+        "verified": _b,
+        "profile_image_url": _s,
+        "public_metrics": pa.struct(
+            {k: _i for k in ("followers_count", "following_count", "tweet_count", "listed_count")}
+        ),
+    }
+)
+RAW_LINE_SCHEMA = pa.schema(
+    {
+        "request": pa.struct({"source": _s, "endpoint": _s, "query": _s, "fetched_at": _s}),
+        "status": _i,
+        "body": pa.struct(
+            {
+                "data": pa.list_(_TWEET),
+                "includes": pa.struct({"users": pa.list_(_USER)}),
+                "errors": pa.list_(pa.struct({"title": _s, "detail": _s})),
+                "meta": pa.struct({"result_count": _i, "next_token": _s}),
+            }
+        ),
+    }
+)
+_PARSE = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
+_READ = pajson.ReadOptions(block_size=16 << 20)
+_TS = pl.Datetime("us", "UTC")
+
+
+@dataclass
+class NormalizeStats:
+    pages: int = 0
+    tweets_seen: int = 0
+    api_errors: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int) -> None:
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+    def add(self, other: NormalizeStats) -> None:
+        self.pages += other.pages
+        self.tweets_seen += other.tweets_seen
+        self.api_errors += other.api_errors
+        for k, v in other.skipped.items():
+            self.skip(k, v)
+
+
+def _ts(col: str) -> pl.Expr:
+    return pl.col(col).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+
+
+def _int_id(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.Int64, strict=False)
+
+
+def read_raw_file(data: bytes) -> pl.DataFrame:
+    """Parse one gzip JSON-lines raw file into a frame with one row per page."""
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    if not raw.strip():
+        return pl.from_arrow(RAW_LINE_SCHEMA.empty_table())  # type: ignore[return-value]
+    table = pajson.read_json(io.BytesIO(raw), read_options=_READ, parse_options=_PARSE)
+    return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
+    """One frame per table from a frame of raw pages (as `read_raw_file` returns)."""
+    stats = NormalizeStats(pages=pages.height)
+    dt = pl.lit(day, dtype=pl.Date).alias("dt")
+    pages = pages.select(
+        pl.col("request").struct.field("source").fill_null("unknown").alias("_source"),
+        pl.col("request").struct.field("query").fill_null("").alias("_query"),
+        _ts_struct("request", "fetched_at").alias("fetched_at"),
+        pl.col("body").struct.field("data").alias("_data"),
+        pl.col("body").struct.field("includes").struct.field("users").alias("_users"),
+        pl.col("body").struct.field("errors").list.len().fill_null(0).alias("_n_errors"),
+    )
+    stats.api_errors = int(pages["_n_errors"].sum() or 0)
+
+    tweets_raw = pages.select("_source", "_query", "fetched_at", "_data").explode("_data").drop_nulls("_data")
+    tweets_raw = tweets_raw.unnest("_data")
+    stats.tweets_seen = tweets_raw.height
+    tweets_raw = tweets_raw.with_columns(_int_id("id").alias("tweet_id"))
+    bad = tweets_raw.filter(pl.col("tweet_id").is_null())
+    stats.skip("tweet without a numeric id", bad.height)
+    tweets_raw = tweets_raw.filter(pl.col("tweet_id").is_not_null())
+
+    metrics = pl.col("public_metrics")
+    counts = [
+        metrics.struct.field(k).alias(k)
+        for k in ("retweet_count", "reply_count", "like_count", "quote_count", "bookmark_count", "impression_count")
+    ]
+    tweets = tweets_raw.select(
+        "tweet_id",
+        _int_id("author_id").alias("author_id"),
+        _int_id("conversation_id").alias("conversation_id"),
+        _ts("created_at").alias("created_at"),
+        "lang",
+        "text",
+        pl.col("note_tweet").struct.field("text").alias("note_text"),
+        _int_id("in_reply_to_user_id").alias("in_reply_to_user_id"),
+        "possibly_sensitive",
+        *counts,
+        pl.col("edit_history_tweet_ids").list.join(",").alias("edit_history_tweet_ids"),
+        "fetched_at",
+        dt,
+    )
+    out: dict[str, pl.DataFrame] = {TWEETS.name: tweets}
+    out[TWEET_METRICS_DAILY.name] = tweets.select(
+        "tweet_id",
+        pl.lit(day, dtype=pl.Date).alias("metric_date"),
+        *[pl.col(c.name) for c in TWEET_METRICS_DAILY.columns if c.name.endswith("_count")],
+        pl.col("fetched_at").alias("observed_at"),
+        dt,
+    )
+    out[TWEET_QUERIES.name] = tweets_raw.select(
+        "tweet_id", pl.col("_query").alias("query"), pl.col("_source").alias("source"), "fetched_at", dt
+    )
+    refs = tweets_raw.select("tweet_id", "referenced_tweets").explode("referenced_tweets").drop_nulls("referenced_tweets")
+    refs = refs.unnest("referenced_tweets").select(
+        "tweet_id", pl.col("type").alias("reference_type"), _int_id("id").alias("referenced_tweet_id"), dt
+    )
+    stats.skip("reference without a type or numeric id", refs.filter(pl.any_horizontal(pl.all().is_null())).height)
+    out[TWEET_REFERENCES.name] = refs.drop_nulls()
+
+    entities = tweets_raw.select("tweet_id", "entities").unnest("entities")
+    for table, field_name, cols in (
+        (TWEET_HASHTAGS, "hashtags", [pl.col("tag")]),
+        (TWEET_CASHTAGS, "cashtags", [pl.col("tag")]),
+        (TWEET_MENTIONS, "mentions", [pl.col("username"), _int_id("id").alias("user_id")]),
+        (
+            TWEET_URLS,
+            "urls",
+            [
+                pl.col("url"),
+                pl.col("expanded_url"),
+                pl.col("display_url"),
+                pl.col("expanded_url")
+                .str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)")
+                .str.to_lowercase()
+                .str.strip_prefix("www.")
+                .alias("domain"),
+            ],
+        ),
+    ):
+        spans = entities.select("tweet_id", field_name).explode(field_name).drop_nulls(field_name).unnest(field_name)
+        frame = spans.select("tweet_id", pl.col("start").alias("start_pos"), pl.col("end").alias("end_pos"), *cols, dt)
+        stats.skip(f"{field_name} entity without a start", frame.filter(pl.col("start_pos").is_null()).height)
+        out[table.name] = frame.drop_nulls("start_pos")
+
+    users_raw = pages.select("fetched_at", "_users").explode("_users").drop_nulls("_users").unnest("_users")
+    users_raw = users_raw.with_columns(_int_id("id").alias("user_id"))
+    stats.skip("user without a numeric id", users_raw.filter(pl.col("user_id").is_null()).height)
+    upm = pl.col("public_metrics")
+    out[USERS.name] = users_raw.drop_nulls("user_id").select(
+        "user_id",
+        "username",
+        "name",
+        "description",
+        "location",
+        _ts("created_at").alias("created_at"),
+        "verified",
+        *[upm.struct.field(k).alias(k) for k in ("followers_count", "following_count", "tweet_count", "listed_count")],
+        "profile_image_url",
+        "fetched_at",
+        dt,
+    )
+    return {name: TABLES[name].conform(frame) for name, frame in out.items()}, stats
+
+
+def _ts_struct(struct: str, name: str) -> pl.Expr:
+    return pl.col(struct).struct.field(name).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+
+
+def deduplicate(frame: pl.DataFrame, table_name: str) -> pl.DataFrame:
+    """One row per primary key: the most recently fetched wins (the freshest counts), then sorted by key."""
+    table = TABLES[table_name]
+    order = next((c for c in ("fetched_at", "observed_at") if c in frame.columns), None)
+    if order:
+        frame = frame.sort(order, nulls_last=False, maintain_order=True)
+    return frame.unique(subset=list(table.primary_key), keep="last", maintain_order=False).sort(
+        list(table.primary_key)
+    )

@@ -1,0 +1,298 @@
+"""The one place that defines every table: columns, types, keys.
+
+Polars dtypes, the Arrow/Parquet schema, the CSV header order and the warehouse DDL for DuckDB,
+PostgreSQL and Redshift are all derived from the definitions below, so a column is added here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+Kind = Literal["int64", "string", "bool", "timestamp", "date", "float64"]
+Dialect = Literal["duckdb", "postgresql", "redshift"]
+
+# Redshift VARCHAR lengths count bytes, and one character may take 4 (emoji, supplementary CJK).
+BYTES_PER_CHAR = 4
+REDSHIFT_VARCHAR_MAX = 65535
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    nullable: bool = True
+    max_chars: int | None = None  # strings only: longest value in characters the source allows
+    description: str = ""
+
+    @property
+    def polars_dtype(self) -> pl.DataType:
+        return _POLARS[self.kind]
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW[self.kind]
+
+    def sql_type(self, dialect: Dialect) -> str:
+        if self.kind == "string":
+            if dialect == "redshift":
+                chars = self.max_chars or 256
+                return f"VARCHAR({min(chars * BYTES_PER_CHAR, REDSHIFT_VARCHAR_MAX)})"
+            return "VARCHAR"
+        return _SQL[self.kind]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    description: str = ""
+    # Redshift physical design: rows of one tweet live on one slice; range scans by time are cheap.
+    distkey: str | None = None
+    sortkey: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def partition_column(self) -> str:
+        """Integer key column that spreads a day's rows over part files (same key, same part)."""
+        return self.primary_key[0]
+
+    @property
+    def polars_schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.polars_dtype for c in self.columns})
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
+
+    def empty_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.polars_schema)
+
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Cast and order `frame` to this table's schema (missing optional columns become null)."""
+        exprs = []
+        for col in self.columns:
+            if col.name in frame.columns:
+                exprs.append(pl.col(col.name).cast(col.polars_dtype))
+            else:
+                exprs.append(pl.lit(None, dtype=col.polars_dtype).alias(col.name))
+        return frame.select(exprs)
+
+    def create_sql(self, dialect: Dialect, schema: str | None = None, name: str | None = None) -> str:
+        target = qualified(name or self.name, schema)
+        cols = [
+            f"    {quote_ident(c.name)} {c.sql_type(dialect)}{'' if c.nullable else ' NOT NULL'}"
+            for c in self.columns
+        ]
+        cols.append(f"    PRIMARY KEY ({', '.join(quote_ident(k) for k in self.primary_key)})")
+        sql = f"CREATE TABLE IF NOT EXISTS {target} (\n" + ",\n".join(cols) + "\n)"
+        if dialect == "redshift":
+            if self.distkey:
+                sql += f"\nDISTSTYLE KEY DISTKEY ({quote_ident(self.distkey)})"
+            if self.sortkey:
+                sql += f"\nCOMPOUND SORTKEY ({', '.join(quote_ident(k) for k in self.sortkey)})"
+        return sql
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(name: str, schema: str | None) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}" if schema else quote_ident(name)
+
+
+_POLARS: dict[str, pl.DataType] = {
+    "int64": pl.Int64(),
+    "string": pl.String(),
+    "bool": pl.Boolean(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "date": pl.Date(),
+    "float64": pl.Float64(),
+}
+_ARROW: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "float64": pa.float64(),
+}
+_SQL: dict[str, str] = {
+    "int64": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+    "float64": "DOUBLE PRECISION",
+}
+
+
+def _c(name: str, kind: Kind, nullable: bool = True, max_chars: int | None = None, doc: str = "") -> Column:
+    return Column(name, kind, nullable, max_chars, doc)
+
+
+_DT = _c("dt", "date", False, doc="UTC day whose run delivered the row (curated partition)")
+_COUNTS = (
+    _c("retweet_count", "int64"),
+    _c("reply_count", "int64"),
+    _c("like_count", "int64"),
+    _c("quote_count", "int64"),
+    _c("bookmark_count", "int64"),
+    _c("impression_count", "int64"),
+)
+_SPAN = (_c("start_pos", "int64", False), _c("end_pos", "int64"))
+
+TWEETS = Table(
+    "tweets",
+    (
+        _c("tweet_id", "int64", False),
+        _c("author_id", "int64"),
+        _c("conversation_id", "int64"),
+        _c("created_at", "timestamp"),
+        _c("lang", "string", max_chars=16),
+        # `text` is at most 280 weighted characters, but t.co links and entities can make it longer.
+        _c("text", "string", max_chars=1000),
+        _c("note_text", "string", max_chars=25000, doc="full text of a long post (note_tweet)"),
+        _c("in_reply_to_user_id", "int64"),
+        _c("possibly_sensitive", "bool"),
+        *_COUNTS,
+        _c("edit_history_tweet_ids", "string", max_chars=1000, doc="comma-separated ids, oldest first"),
+        _c("fetched_at", "timestamp", False),
+        _DT,
+    ),
+    primary_key=("tweet_id",),
+    distkey="tweet_id",
+    sortkey=("created_at",),
+)
+
+USERS = Table(
+    "users",
+    (
+        _c("user_id", "int64", False),
+        _c("username", "string", max_chars=64),
+        _c("name", "string", max_chars=100),
+        _c("description", "string", max_chars=320),
+        _c("location", "string", max_chars=100),
+        _c("created_at", "timestamp"),
+        _c("verified", "bool"),
+        _c("followers_count", "int64"),
+        _c("following_count", "int64"),
+        _c("tweet_count", "int64"),
+        _c("listed_count", "int64"),
+        _c("profile_image_url", "string", max_chars=1024),
+        _c("fetched_at", "timestamp", False),
+        _DT,
+    ),
+    primary_key=("user_id",),
+    distkey="user_id",
+    sortkey=("user_id",),
+)
+
+TWEET_QUERIES = Table(
+    "tweet_queries",
+    (
+        _c("tweet_id", "int64", False),
+        _c("query", "string", False, max_chars=1024, doc="search query or timeline that matched"),
+        _c("source", "string", False, max_chars=32),
+        _c("fetched_at", "timestamp", False),
+        _DT,
+    ),
+    primary_key=("tweet_id", "query"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_HASHTAGS = Table(
+    "tweet_hashtags",
+    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280), _DT),
+    primary_key=("tweet_id", "start_pos"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_CASHTAGS = Table(
+    "tweet_cashtags",
+    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280), _DT),
+    primary_key=("tweet_id", "start_pos"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_MENTIONS = Table(
+    "tweet_mentions",
+    (
+        _c("tweet_id", "int64", False),
+        *_SPAN,
+        _c("username", "string", max_chars=64),
+        _c("user_id", "int64"),
+        _DT,
+    ),
+    primary_key=("tweet_id", "start_pos"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_URLS = Table(
+    "tweet_urls",
+    (
+        _c("tweet_id", "int64", False),
+        *_SPAN,
+        _c("url", "string", max_chars=1024),
+        _c("expanded_url", "string", max_chars=4096),
+        _c("display_url", "string", max_chars=1024),
+        _c("domain", "string", max_chars=255),
+        _DT,
+    ),
+    primary_key=("tweet_id", "start_pos"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_REFERENCES = Table(
+    "tweet_references",
+    (
+        _c("tweet_id", "int64", False),
+        _c("reference_type", "string", False, max_chars=16, doc="replied_to, quoted or retweeted"),
+        _c("referenced_tweet_id", "int64", False),
+        _DT,
+    ),
+    primary_key=("tweet_id", "reference_type", "referenced_tweet_id"),
+    distkey="tweet_id",
+    sortkey=("dt",),
+)
+
+TWEET_METRICS_DAILY = Table(
+    "tweet_metrics_daily",
+    (
+        _c("tweet_id", "int64", False),
+        _c("metric_date", "date", False, doc="UTC day the counts were observed"),
+        *_COUNTS,
+        _c("observed_at", "timestamp", False),
+        _DT,
+    ),
+    primary_key=("tweet_id", "metric_date"),
+    distkey="tweet_id",
+    sortkey=("metric_date",),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        TWEETS,
+        USERS,
+        TWEET_QUERIES,
+        TWEET_HASHTAGS,
+        TWEET_CASHTAGS,
+        TWEET_MENTIONS,
+        TWEET_URLS,
+        TWEET_REFERENCES,
+        TWEET_METRICS_DAILY,
+    )
+}

@@ -1,0 +1,106 @@
+"""The run summary: one JSON document in the bucket and a markdown artifact in the Prefect UI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.bucket import Bucket
+from tasks.curate import CuratedDay
+from tasks.land import LandedQuery
+from tasks.warehouse import MergeResult
+
+
+@dataclass
+class RunSummary:
+    day: date
+    source: str
+    bucket: str
+    warehouse: str
+    pages: int = 0
+    tweets_fetched: int = 0
+    api_errors: int = 0
+    malformed_pages: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, dict[str, int]] = field(default_factory=dict)
+    files_written: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    summary_key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def summary_key(day: date) -> str:
+    return f"runs/dt={day.isoformat()}/summary.json"
+
+
+def build_summary(
+    day: date,
+    source: str,
+    bucket: Bucket,
+    warehouse: str,
+    landed: list[LandedQuery],
+    curated: CuratedDay,
+    loaded: dict[str, MergeResult],
+    seconds: dict[str, float],
+) -> RunSummary:
+    s = RunSummary(day=day, source=source, bucket=bucket.describe(), warehouse=warehouse, seconds=seconds)
+    s.pages = sum(q.pages for q in landed) or curated.stats.pages
+    s.tweets_fetched = sum(q.tweets for q in landed) or curated.stats.tweets_seen
+    s.api_errors = sum(q.api_errors for q in landed) or curated.stats.api_errors
+    s.malformed_pages = sum(len(q.error_keys) for q in landed)
+    s.skipped = dict(curated.stats.skipped)
+    for name, files in curated.tables.items():
+        r = loaded.get(name)
+        s.tables[name] = {
+            "rows": files.rows,
+            "parts": len(files.parquet),
+            "new": r.new if r else 0,
+            "updated": r.updated if r else 0,
+            "total": r.total if r else 0,
+        }
+        s.files_written += len(files.parquet) + len(files.csv) + len(files.manifests)
+    s.files_written += sum(len(q.keys) + len(q.error_keys) for q in landed)
+    s.summary_key = summary_key(day)
+    return s
+
+
+def summary_markdown(s: RunSummary) -> str:
+    lines = [
+        f"# X pipeline run for {s.day}",
+        "",
+        f"- source: `{s.source}`; bucket: {s.bucket}; warehouse: {s.warehouse}",
+        f"- pages: **{s.pages}**, tweets fetched: **{s.tweets_fetched}**, partial API errors: {s.api_errors}, "
+        f"malformed pages: {s.malformed_pages}",
+        f"- files written: {s.files_written}; skipped rows: {s.skipped or 'none'}",
+        "",
+        "| table | rows today | parts | new | updated | total in warehouse |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {t['rows']} | {t['parts']} | {t['new']} | {t['updated']} | {t['total']} |"
+        for name, t in s.tables.items()
+    ]
+    lines += ["", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {stage} | {sec:.2f} |" for stage, sec in s.seconds.items()]
+    return "\n".join(lines)
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE, persist_result=False)
+def publish_summary(bucket: Bucket, summary: RunSummary) -> str:
+    """Write the summary next to the data and show it in the Prefect UI; returns its key."""
+    bucket.write(summary.summary_key, summary.to_json())
+    create_markdown_artifact(
+        key=f"x-pipeline-run-{summary.day.isoformat()}",
+        markdown=summary_markdown(summary),
+        description=f"X pipeline run summary for {summary.day}",
+    )
+    return summary.summary_key
