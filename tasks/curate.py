@@ -24,7 +24,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject
-from tasks.normalize import NormalizeStats, deduplicate, normalize_pages, read_raw_file
+from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_file
 from tasks.schema import TABLES, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
@@ -164,7 +164,7 @@ def curate_day(bucket: Bucket, day: date, raw_keys: list[str], parts: int = 1) -
     stats = NormalizeStats()
     try:
         for n, key in enumerate(raw_keys, 1):
-            frames, batch_stats = normalize_pages(read_raw_file(bucket.read(key)), day)
+            frames, batch_stats = normalize_raw_file(bucket.read(key), day)
             stats.add(batch_stats)
             spool.add(frames)
             logger.info("normalized %s (%d/%d): %d tweets", key, n, len(raw_keys), batch_stats.tweets_seen)

@@ -125,13 +125,46 @@ def _int_id(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int64, strict=False)
 
 
-def read_raw_file(data: bytes) -> pl.DataFrame:
-    """Parse one gzip JSON-lines raw file into a frame with one row per page."""
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    if not raw.strip():
-        return pl.from_arrow(RAW_LINE_SCHEMA.empty_table())  # type: ignore[return-value]
+def _parse(raw: bytes) -> pl.DataFrame:
     table = pajson.read_json(io.BytesIO(raw), read_options=_READ, parse_options=_PARSE)
     return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def read_raw_pages(data: bytes) -> tuple[pl.DataFrame, int]:
+    """Parse one gzip JSON-lines raw file into a frame with one row per page.
+
+    Returns the frame and how many lines did not fit the page shape (e.g. `data` not a list); those
+    are left out of the frame and counted, while the file itself stays in the bucket untouched.
+    """
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    if not raw.strip():
+        return pl.from_arrow(RAW_LINE_SCHEMA.empty_table()), 0  # type: ignore[return-value]
+    try:
+        return _parse(raw), 0
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        good, bad = [], 0
+        for line in raw.splitlines():
+            if not line.strip():
+                continue
+            try:
+                good.append(_parse(line))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                bad += 1
+        frame = pl.concat(good) if good else pl.from_arrow(RAW_LINE_SCHEMA.empty_table())
+        return frame, bad  # type: ignore[return-value]
+
+
+def read_raw_file(data: bytes) -> pl.DataFrame:
+    return read_raw_pages(data)[0]
+
+
+def normalize_raw_file(data: bytes, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
+    """`normalize_pages` over one raw file, counting pages that do not have the X API v2 shape."""
+    pages, bad = read_raw_pages(data)
+    frames, stats = normalize_pages(pages, day)
+    stats.skip("page not in the X API v2 shape", bad)
+    stats.pages += bad
+    return frames, stats
 
 
 def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:

