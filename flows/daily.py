@@ -2,6 +2,7 @@
 
 Run it locally with `python -m flows.daily` (embedded defaults: bundled sample pages, a local folder
 as the bucket, a DuckDB file as the warehouse) or deploy it with `prefect deploy` (see prefect.yaml).
+`daily` decides which days to process; `process_day` is one day's story, a subflow per day.
 """
 
 from __future__ import annotations
@@ -40,6 +41,53 @@ def open_source(source: SourceName, sample_tweets: int, x_token_block: str | Non
     raise ValueError(f"source {source!r} is not available in this version (choose sample or replay)")
 
 
+@flow(name="x-day", flow_run_name="day-{day}", persist_result=False)
+def process_day(
+    day: date,
+    queries: list[str] = DEFAULT_QUERIES,
+    source: SourceName = "sample",
+    bucket_block: str | None = None,
+    warehouse_block: str | None = None,
+    x_token_block: str | None = None,
+    sample_tweets: int = 400,
+    rows_per_file: int = 250_000,
+    local_root: str = "data",
+) -> RunSummary:
+    """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, summarize."""
+    logger = get_run_logger()
+    root = Path(local_root)
+    seconds: dict[str, float] = {}
+    bucket = load_bucket(bucket_block, root / "lake")
+    logger.info("processing %s from %s into %s", day, source, bucket.describe())
+
+    started = time.perf_counter()
+    page_source = open_source(source, sample_tweets, x_token_block)
+    landed: list[LandedQuery] = []
+    if page_source is not None:
+        landed = [fetch_and_land(page_source, bucket, q, day) for q in queries]
+    # Curate from everything landed for the day (replay: from any source), not only this run's pages.
+    raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
+    if page_source is None and not raw_keys:
+        raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
+    seconds["fetch+land"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
+    expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
+    curated = curate_day(bucket, day, raw_keys, parts=max(1, math.ceil(expected_rows / rows_per_file)))
+    seconds["normalize+curate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    duckdb_path = root / DEFAULT_DUCKDB_PATH.name
+    loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
+    seconds["load"] = time.perf_counter() - started
+
+    warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
+    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+    publish_summary(bucket, summary)
+    return summary
+
+
 @flow(name="x-daily", flow_run_name="daily-{day}", log_prints=True, persist_result=False)
 def daily(
     day: date | None = None,
@@ -58,39 +106,17 @@ def daily(
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`.
     """
-    logger = get_run_logger()
-    day = day or utc_today()
-    root = Path(local_root)
-    seconds: dict[str, float] = {}
-    bucket = load_bucket(bucket_block, root / "lake")
-    logger.info("processing %s from %s into %s", day, source, bucket.describe())
-
-    started = time.perf_counter()
-    page_source = open_source(source, sample_tweets, x_token_block)
-    landed: list[LandedQuery] = []
-    if page_source is None:
-        raw_keys = landed_raw_keys(bucket, day)
-        if not raw_keys:
-            raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
-    else:
-        landed = [fetch_and_land(page_source, bucket, q, day) for q in queries]
-        raw_keys = [k for q in landed for k in q.keys]
-    seconds["fetch+land"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    tweets = sum(q.tweets for q in landed) or 100 * len(raw_keys) * 50
-    curated = curate_day(bucket, day, raw_keys, parts=max(1, math.ceil(tweets / rows_per_file)))
-    seconds["normalize+curate"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    duckdb_path = root / DEFAULT_DUCKDB_PATH.name
-    loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
-    seconds["load"] = time.perf_counter() - started
-
-    warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
-    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
-    publish_summary(bucket, summary)
-    return summary
+    return process_day(
+        day=day or utc_today(),
+        queries=queries,
+        source=source,
+        bucket_block=bucket_block,
+        warehouse_block=warehouse_block,
+        x_token_block=x_token_block,
+        sample_tweets=sample_tweets,
+        rows_per_file=rows_per_file,
+        local_root=local_root,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

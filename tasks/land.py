@@ -114,10 +114,11 @@ def land_pages(
     return landed
 
 
-def landed_raw_keys(bucket: Bucket, day: date) -> list[str]:
-    """Every raw page file landed for `day`, from any source and query (what a replay reads)."""
+def landed_raw_keys(bucket: Bucket, day: date, source: str | None = None) -> list[str]:
+    """Every raw page file landed for `day` (from `source`, or any source for a replay)."""
     marker = f"/dt={day.isoformat()}/"
-    return [k for k in bucket.list("raw/") if marker in k and k.endswith(".jsonl.gz")]
+    prefix = f"raw/{source}/" if source else "raw/"
+    return [k for k in bucket.list(prefix) if marker in k and k.endswith(".jsonl.gz")]
 
 
 @task(
