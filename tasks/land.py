@@ -16,12 +16,12 @@ from datetime import date
 from typing import Any
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from tasks.bucket import Bucket, StoredObject
-from tasks.source import FetchedPage, PageSource
+from tasks.source import FetchedPage, PageSource, PermanentSourceError, WatermarkedSource
 
 
 @dataclass
@@ -72,11 +72,13 @@ def land_pages(
     pages: Iterable[FetchedPage],
     pages_per_file: int = 50,
     replace: bool = True,
+    run_tag: str = "",
 ) -> LandedQuery:
     """Write `pages` under the day's raw prefix, `pages_per_file` per object, as they arrive.
 
     With `replace`, keys of an earlier run of the same day that this run did not write are removed,
-    so a re-run overwrites rather than adds.
+    so a re-run overwrites rather than adds. Incremental sources land several batches a day with
+    `replace=False` and a deterministic `run_tag` that starts every key, so batches never collide.
     """
     landed = LandedQuery(source, query)
     prefix, err_prefix = raw_prefix(source, query, day), error_prefix(source, query, day)
@@ -86,7 +88,7 @@ def land_pages(
 
     def flush() -> None:
         if batch:
-            obj = bucket.write(f"{prefix}part-{len(written):05d}.jsonl.gz", encode_pages(batch))
+            obj = bucket.write(f"{prefix}{run_tag}part-{len(written):05d}.jsonl.gz", encode_pages(batch))
             written.append(obj)
             landed.bytes += obj.size
             batch.clear()
@@ -95,7 +97,7 @@ def land_pages(
         landed.pages += 1
         if page.body is None:
             obj = bucket.write(
-                f"{err_prefix}page-{landed.pages:05d}.json",
+                f"{err_prefix}{run_tag}page-{landed.pages:05d}.json",
                 orjson.dumps({"request": page.request, "status": page.status, "raw_text": page.raw_text}),
             )
             errors_written.append(obj)
@@ -121,12 +123,18 @@ def landed_raw_keys(bucket: Bucket, day: date, source: str | None = None) -> lis
     return [k for k in bucket.list(prefix) if marker in k and k.endswith(".jsonl.gz")]
 
 
+def retry_unless_permanent(task: object, task_run: object, state: State) -> bool:
+    """Task retries are for transient failures; a rejected token or query fails at once."""
+    return not isinstance(state.data, PermanentSourceError)
+
+
 @task(
     name="fetch-and-land",
     task_run_name="land-{source.name}-{query}",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=10),
     retry_jitter_factor=0.5,
+    retry_condition_fn=retry_unless_permanent,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
@@ -140,7 +148,11 @@ def fetch_and_land(source: PageSource, bucket: Bucket, query: str, day: date, pa
                 logger.info("%s %r: %d pages so far", source.name, query, n)
             yield page
 
-    landed = land_pages(bucket, source.name, query, day, logged(source.pages(query, day)), pages_per_file)
+    if isinstance(source, WatermarkedSource):
+        # It saves its watermark after each landed batch, so it lands its own batches (and logs them).
+        landed = source.land(bucket, query, day, pages_per_file)
+    else:
+        landed = land_pages(bucket, source.name, query, day, logged(source.pages(query, day)), pages_per_file)
     logger.info(
         "landed %d pages, %d tweets (%d partial API errors, %d malformed) for %r in %d objects",
         landed.pages, landed.tweets, landed.api_errors, len(landed.error_keys), query, len(landed.keys),

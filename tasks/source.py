@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tasks.sample import SEARCH_ENDPOINT, generate_pages, iso
+
+if TYPE_CHECKING:
+    from tasks.bucket import Bucket
+    from tasks.land import LandedQuery
 
 SOURCES = ("sample", "x_api", "replay")
 
@@ -35,10 +39,28 @@ class FetchedPage:
         return len((self.body or {}).get("errors") or ())
 
 
+class PermanentSourceError(RuntimeError):
+    """A source failure no retry can fix (a rejected token, a bad query): the task fails at once."""
+
+
 class PageSource(Protocol):
     name: str
 
     def pages(self, query: str, day: date) -> Iterator[FetchedPage]: ...
+
+
+@runtime_checkable
+class WatermarkedSource(Protocol):
+    """A source that fetches only what is new since its stored watermark (the X API source).
+
+    It lands its own batches, because the watermark may only advance once a batch is in the bucket.
+    """
+
+    name: str
+
+    def pages(self, query: str, day: date) -> Iterator[FetchedPage]: ...
+
+    def land(self, bucket: Bucket, query: str, day: date, pages_per_file: int) -> LandedQuery: ...
 
 
 class SampleSource:

@@ -111,3 +111,15 @@ def pg_server() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def x_api_server():
+    """The local X API v2 server (tests/xapi_server.py) on 127.0.0.1; tweepy reaches it over HTTP."""
+    from tests.xapi_server import XApiServer
+
+    server = XApiServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
