@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,7 @@ from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, SampleSource
 from tasks.summary import RunSummary, build_summary, publish_summary
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, load_warehouse
+from tasks.x_api import XApiSource, load_bearer_token, timeline_target
 
 DEFAULT_QUERIES = ["#DataEng", "prefect polars", "(redshift OR s3) lang:en"]
 SourceName = Literal["sample", "x_api", "replay"]
@@ -33,22 +34,34 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-def open_source(source: SourceName, sample_tweets: int, x_token_block: str | None) -> PageSource | None:
+def open_source(
+    source: SourceName,
+    sample_tweets: int,
+    x_token_block: str | None,
+    x_lookback_hours: float = 72,
+    x_api_base_url: str | None = None,
+) -> PageSource | None:
     if source == "sample":
         return SampleSource(tweets_per_query=sample_tweets)
+    if source == "x_api":
+        return XApiSource(load_bearer_token(x_token_block), lookback=timedelta(hours=x_lookback_hours),
+                          api_base_url=x_api_base_url)
     if source == "replay":
         return None
-    raise ValueError(f"source {source!r} is not available in this version (choose sample or replay)")
+    raise ValueError(f"unknown source {source!r} (choose sample, x_api or replay)")
 
 
 @flow(name="x-day", flow_run_name="day-{day}", persist_result=False)
 def process_day(
     day: date,
     queries: list[str] = DEFAULT_QUERIES,
+    accounts: list[str] = [],
     source: SourceName = "sample",
     bucket_block: str | None = None,
     warehouse_block: str | None = None,
     x_token_block: str | None = None,
+    x_lookback_hours: float = 72,
+    x_api_base_url: str | None = None,
     sample_tweets: int = 400,
     rows_per_file: int = 250_000,
     local_root: str = "data",
@@ -61,10 +74,11 @@ def process_day(
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
 
     started = time.perf_counter()
-    page_source = open_source(source, sample_tweets, x_token_block)
+    page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
     landed: list[LandedQuery] = []
     if page_source is not None:
-        landed = [fetch_and_land(page_source, bucket, q, day) for q in queries]
+        targets = [*queries, *(timeline_target(a) for a in accounts)]
+        landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
     # Curate from everything landed for the day (replay: from any source), not only this run's pages.
     raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
     if page_source is None and not raw_keys:
@@ -92,10 +106,13 @@ def process_day(
 def daily(
     day: date | None = None,
     queries: list[str] = DEFAULT_QUERIES,
+    accounts: list[str] = [],
     source: SourceName = "sample",
     bucket_block: str | None = None,
     warehouse_block: str | None = None,
     x_token_block: str | None = None,
+    x_lookback_hours: float = 72,
+    x_api_base_url: str | None = None,
     sample_tweets: int = 400,
     rows_per_file: int = 250_000,
     local_root: str = "data",
@@ -104,15 +121,19 @@ def daily(
 
     Block names select production edges: `bucket_block` (`s3-bucket/<name>`), `warehouse_block`
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
-    under `local_root`.
+    under `local_root`. With `source="x_api"`, `accounts` adds user timelines to the searches,
+    `x_lookback_hours` bounds a query's first run and `x_api_base_url` sends requests to another host.
     """
     return process_day(
         day=day or utc_today(),
         queries=queries,
+        accounts=accounts,
         source=source,
         bucket_block=bucket_block,
         warehouse_block=warehouse_block,
         x_token_block=x_token_block,
+        x_lookback_hours=x_lookback_hours,
+        x_api_base_url=x_api_base_url,
         sample_tweets=sample_tweets,
         rows_per_file=rows_per_file,
         local_root=local_root,
@@ -127,11 +148,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: today)")
     p.add_argument("--query", dest="queries", action="append", default=None,
                    help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
+    p.add_argument("--account", dest="accounts", action="append", default=[],
+                   help="X username whose timeline to fetch (x_api); repeat for several")
     p.add_argument("--source", choices=["sample", "x_api", "replay"], default="sample",
                    help="sample: bundled pages; x_api: X API v2; replay: re-run from landed raw pages")
     p.add_argument("--bucket-block", default=None, help="bucket block, e.g. s3-bucket/x-lake (default: local folder)")
     p.add_argument("--warehouse-block", default=None, help="x-pipeline-warehouse block name (default: DuckDB file)")
     p.add_argument("--x-token-block", default=None, help="Secret block with the X bearer token (or X_BEARER_TOKEN)")
+    p.add_argument("--x-lookback-hours", type=float, default=72,
+                   help="x_api: how far back a query's first run reaches (under 168, recent search's window)")
+    p.add_argument("--x-api-base-url", default=None,
+                   help="x_api: send requests to this host instead of https://api.twitter.com (a proxy)")
     p.add_argument("--sample-tweets", type=int, default=400, help="tweets per query from the sample source")
     p.add_argument("--rows-per-file", type=int, default=250_000, help="rows per curated part file")
     p.add_argument("--local-root", default="data", help="folder for the embedded bucket and warehouse")
@@ -143,10 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = daily(
         day=args.day,
         queries=args.queries or DEFAULT_QUERIES,
+        accounts=args.accounts,
         source=args.source,
         bucket_block=args.bucket_block,
         warehouse_block=args.warehouse_block,
         x_token_block=args.x_token_block,
+        x_lookback_hours=args.x_lookback_hours,
+        x_api_base_url=args.x_api_base_url,
         sample_tweets=args.sample_tweets,
         rows_per_file=args.rows_per_file,
         local_root=args.local_root,
