@@ -55,7 +55,7 @@ def open_source(
 def process_day(
     day: date,
     queries: list[str] = DEFAULT_QUERIES,
-    accounts: list[str] = [],
+    accounts: list[str] | None = None,
     source: SourceName = "sample",
     bucket_block: str | None = None,
     warehouse_block: str | None = None,
@@ -77,7 +77,7 @@ def process_day(
     page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
     landed: list[LandedQuery] = []
     if page_source is not None:
-        targets = [*queries, *(timeline_target(a) for a in accounts)]
+        targets = [*queries, *(timeline_target(a) for a in accounts or ())]
         landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
     # Curate from everything landed for the day (replay: from any source), not only this run's pages.
     raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
@@ -106,7 +106,7 @@ def process_day(
 def daily(
     day: date | None = None,
     queries: list[str] = DEFAULT_QUERIES,
-    accounts: list[str] = [],
+    accounts: list[str] | None = None,
     source: SourceName = "sample",
     bucket_block: str | None = None,
     warehouse_block: str | None = None,

@@ -8,8 +8,8 @@ fetches nothing and re-reads the pages already landed in the bucket.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tasks.sample import SEARCH_ENDPOINT, generate_pages, iso

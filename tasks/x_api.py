@@ -317,8 +317,9 @@ class XApiSource:
             state.since_id = _newer(state.since_id, cursor.newest_id)
             state.cursor = None
             write_state(bucket, state)
-        log.info("%r: landed %d pages, %d tweets (%d partial API errors, %d malformed); watermark since_id=%s",
-                 query, landed.pages, landed.tweets, landed.api_errors, len(landed.error_keys), state.since_id)
+            log.info("%r: watermark now since_id=%s", query, state.since_id)
+        else:
+            log.warning("%r: run unfinished; watermark kept at since_id=%s", query, state.since_id)
         return landed
 
     # -- internals ---------------------------------------------------------------------------------

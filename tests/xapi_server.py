@@ -58,6 +58,7 @@ class XApiServer:
         self.referenced: dict[str, dict[str, Any]] = {}
         self.log: list[LoggedRequest] = []
         self.script: dict[int, Scripted] = {}
+        self.requests_seen = 0  # numbers requests for `fail`; clearing `log` does not reset it
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -86,8 +87,8 @@ class XApiServer:
         return ids
 
     def fail(self, status: int, *, on_request: int, reset_in: int = 1, body: bytes | None = None) -> None:
-        """Answer the `on_request`-th request (1-based, all paths) with `status`; 200 with `body`
-        (default: cut-off JSON) answers a malformed page."""
+        """Answer the `on_request`-th request since the start (1-based, all paths) with `status`; 200
+        with `body` (default: cut-off JSON) answers a malformed page."""
         self.script[on_request] = Scripted(status, reset_in, MALFORMED if status == 200 and body is None else body)
 
     def requests_to(self, path_start: str) -> list[LoggedRequest]:
@@ -110,7 +111,8 @@ class XApiServer:
         with self.lock:
             entry = LoggedRequest(path, params, authorized=authorization == f"Bearer {self.token}")
             self.log.append(entry)
-            number, scripted = len(self.log), self.script.get(len(self.log))
+            self.requests_seen += 1
+            number, scripted = self.requests_seen, self.script.get(self.requests_seen)
         status, headers, body = self._route(path, params, entry.authorized, scripted)
         remaining = max(RATE_LIMIT - number, 0)
         headers = {"x-rate-limit-limit": str(RATE_LIMIT), "x-rate-limit-remaining": str(remaining),
@@ -206,7 +208,7 @@ def _created(tweet: dict[str, Any]) -> datetime:
 
 
 def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)  # Python 3.11+ reads the trailing Z
 
 
 def _problem(status: int, title: str, detail: str) -> tuple[int, dict[str, str], bytes]:
@@ -224,7 +226,7 @@ def _handler(server: XApiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             url = urlsplit(self.path)
             status, headers, body = server.answer(url.path, dict(parse_qsl(url.query)),
                                                   self.headers.get("Authorization"))
