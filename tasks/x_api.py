@@ -299,8 +299,10 @@ class XApiSource:
             write_state(bucket, state)
             batch.clear()
 
+        fetched = 0
         try:
             for page, next_token in self._fetch(target, cursor):
+                fetched += 1
                 batch.append(page)
                 if page.body is None:
                     complete = False  # no next_token to follow: the cursor stays at this page
@@ -311,6 +313,15 @@ class XApiSource:
                     cursor.newest_id = _newer(cursor.newest_id, _newest_id(page.body))
                 if len(batch) >= pages_per_file:
                     flush()
+        except XApiRequestError:
+            if state.cursor is None or fetched or not cursor.next_token:
+                raise
+            # A saved next_token can expire; start again from the watermark, which never skipped a post.
+            log.warning("%r: the API refused the saved cursor; starting again from since_id=%s", query,
+                        state.since_id)
+            state.cursor = None
+            write_state(bucket, state)
+            return self.land(bucket, query, day, pages_per_file)
         finally:
             flush()  # pages fetched before a failure are landed, and the cursor points after them
         if complete:

@@ -16,6 +16,7 @@ from tasks.land import iter_raw_lines
 from tasks.source import PermanentSourceError
 from tasks.x_api import (
     BearerToken,
+    Cursor,
     XApiAuthError,
     XApiRequestError,
     XApiSource,
@@ -23,6 +24,7 @@ from tasks.x_api import (
     load_bearer_token,
     read_state,
     timeline_target,
+    write_state,
 )
 from tests.xapi_server import SEARCH_PATH, XApiServer
 
@@ -136,6 +138,20 @@ def test_a_run_that_runs_out_of_retries_lands_its_pages_and_the_next_attempt_res
     assert landed_ids(local_bucket) == Counter({i: 1 for i in published})
     after = read_state(local_bucket, QUERY)
     assert after.cursor is None and after.since_id == max(published, key=int)
+
+
+def test_an_expired_cursor_starts_again_from_the_watermark(x_api_server, local_bucket, day, caplog) -> None:
+    published = x_api_server.publish(QUERY, day, 150)
+    state = read_state(local_bucket, QUERY)
+    state.cursor = Cursor(tag="start-x", bounds={"start_time": f"{day}T00:00:00Z"}, next_token="expired!", batches=3)
+    write_state(local_bucket, state)
+    caplog.set_level(logging.INFO)
+
+    landed = source(x_api_server, noon_after(day)).land(local_bucket, QUERY, day)
+
+    assert [r.status for r in x_api_server.log] == [400, 200, 200]
+    assert "refused the saved cursor" in caplog.text
+    assert landed.tweets == 150 and read_state(local_bucket, QUERY).since_id == max(published, key=int)
 
 
 @pytest.mark.parametrize("status", [401, 403])
