@@ -410,7 +410,11 @@ class XApiSource:
                 return
 
     def _call(self, request: Callable[[], T], what: str) -> T:
-        """`request()`, waiting out rate limits and retrying server and connection errors."""
+        """`request()`, waiting out rate limits and retrying server and connection errors.
+
+        Hand-written because tweepy's `wait_on_rate_limit` sleeps without a bound or a run log and
+        retries no 5xx, and urllib3's `Retry` would hide the waits from the Prefect run's log.
+        """
         log = _logger()
         failures = rate_limited = 0
         while True:
