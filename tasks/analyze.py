@@ -7,7 +7,8 @@ failure leaves the previous ones. `dashboard_*` views over those tables are what
 
 The SQL sticks to what DuckDB, PostgreSQL and Redshift all accept: no CTEs inside INSERT, no FILTER
 clauses, no `::` casts, integer ratios cast to DOUBLE PRECISION, window functions over subqueries,
-timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour).
+timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour), string
+literals in UNIONs cast to VARCHAR (Redshift would type them CHAR(n)).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ GROUP BY q.query, {created_date}, {hour}"""
     entity_sources = {"hashtag": ("tweet_hashtags", "tag"), "mention": ("tweet_mentions", "username"),
                       "domain": ("tweet_urls", "domain")}
     entities = "\nUNION ALL\n".join(
-        f"""SELECT {d}, '{kind}', e.value, e.occurrences, e.tweets, e.rn FROM (
+        f"""SELECT {d}, CAST('{kind}' AS VARCHAR(16)), e.value, e.occurrences, e.tweets, e.rn FROM (
   SELECT g.value, g.occurrences, g.tweets,
     ROW_NUMBER() OVER (ORDER BY g.occurrences DESC, g.tweets DESC, g.value) AS rn
   FROM (
