@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 
 from tasks.bucket import load_bucket
 from tasks.curate import curate_day
+from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, SampleSource
 from tasks.summary import RunSummary, build_summary, publish_summary
@@ -66,7 +67,8 @@ def process_day(
     rows_per_file: int = 250_000,
     local_root: str = "data",
 ) -> RunSummary:
-    """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, summarize."""
+    """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
+    publish the dashboard, summarize."""
     logger = get_run_logger()
     root = Path(local_root)
     seconds: dict[str, float] = {}
@@ -96,8 +98,15 @@ def process_day(
     loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
     seconds["load"] = time.perf_counter() - started
 
+    started = time.perf_counter()
+    # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
+    dashboard = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
+                                    None if bucket_block else root / "dashboard")
+    seconds["analyze+publish"] = time.perf_counter() - started
+
     warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
     summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+    summary.extra["dashboard"] = dashboard
     publish_summary(bucket, summary)
     return summary
 
@@ -184,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nDay {summary.day}: {summary.tweets_fetched} tweets in {summary.pages} pages")
     print(f"  data (bucket):  {summary.bucket}")
     print(f"  warehouse:      {summary.warehouse}")
+    print(f"  dashboard:      {summary.extra['dashboard']}")
     print(f"  run summary:    {summary.summary_key} in the bucket, and the Prefect artifact "
           f"x-pipeline-run-{summary.day}")
     for name, t in summary.tables.items():

@@ -296,3 +296,147 @@ TABLES: dict[str, Table] = {
         TWEET_METRICS_DAILY,
     )
 }
+
+# Daily metrics derived in the warehouse from the tables above (tasks/analyze.py recomputes a day's
+# rows). Each row belongs to the analyzed day `dt`; they are not curated files and not in TABLES.
+_DAY = _c("dt", "date", False, doc="analyzed UTC day: the metrics come from rows with this dt")
+
+
+def _metric(name: str, columns: tuple[Column, ...], key: tuple[str, ...], doc: str) -> Table:
+    return Table(name, (_DAY, *columns), ("dt", *key), doc, sortkey=("dt",))
+
+
+def _share(name: str) -> Column:
+    return _c(name, "float64", doc="fraction of the day's tweets, 0..1; null when there are none")
+
+
+METRICS_DAILY = _metric(
+    "metrics_daily",
+    (
+        _c("tweets", "int64", False),
+        _c("authors", "int64", False),
+        _c("engagement", "int64", False, doc="likes + retweets + replies + quotes"),
+        _c("like_count", "int64", False),
+        _c("retweet_count", "int64", False),
+        _c("reply_count", "int64", False),
+        _c("quote_count", "int64", False),
+        _c("reply_tweets", "int64", False),
+        _c("quote_tweets", "int64", False),
+        _c("retweet_tweets", "int64", False),
+        _share("reply_share"),
+        _share("quote_share"),
+        _share("retweet_share"),
+    ),
+    (),
+    "headline numbers of a day; a day with no tweets has a row of zeros",
+)
+METRICS_VOLUME_DAILY = _metric(
+    "metrics_volume_daily",
+    (_c("query", "string", False, max_chars=1024), _c("tweets", "int64", False)),
+    ("query",),
+    "tweets delivered per query",
+)
+METRICS_VOLUME_HOURLY = _metric(
+    "metrics_volume_hourly",
+    (
+        _c("query", "string", False, max_chars=1024),
+        _c("created_date", "date", False, doc="UTC day of created_at"),
+        _c("hour", "int64", False, doc="UTC hour of created_at, 0..23"),
+        _c("tweets", "int64", False),
+    ),
+    ("query", "created_date", "hour"),
+    "tweets per query per UTC hour of creation (tweets without created_at are only in the daily counts)",
+)
+METRICS_TOP_ENTITIES = _metric(
+    "metrics_top_entities",
+    (
+        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
+        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        _c("occurrences", "int64", False),
+        _c("tweets", "int64", False),
+        _c("rank", "int64", False),
+    ),
+    ("kind", "value"),
+    "most used hashtags, mentioned accounts and linked domains",
+)
+METRICS_TOP_AUTHORS = _metric(
+    "metrics_top_authors",
+    (
+        _c("author_id", "int64", False),
+        _c("username", "string", max_chars=64),
+        _c("name", "string", max_chars=100),
+        _c("followers_count", "int64", doc="null when the API did not expand the author"),
+        _c("tweets", "int64", False),
+        _c("engagement", "int64", False),
+        _c("engagement_rank", "int64", False),
+        _c("reach_rank", "int64", False, doc="rank by followers_count"),
+    ),
+    ("author_id",),
+    "authors in the top N by engagement or by follower reach",
+)
+METRICS_LANGUAGES = _metric(
+    "metrics_languages",
+    (_c("lang", "string", False, max_chars=16, doc="X language code; 'unknown' when absent"),
+     _c("tweets", "int64", False), _share("share")),
+    ("lang",),
+    "language mix",
+)
+METRICS_ENGAGEMENT_GROWTH = _metric(
+    "metrics_engagement_growth",
+    (
+        _c("tweets_observed", "int64", False, doc="tweets with counts observed on dt"),
+        _c("tweets_with_previous", "int64", False, doc="of those, tweets observed on an earlier day too"),
+        _c("engagement", "int64", False, doc="engagement of the observed tweets on dt"),
+        _c("previous_engagement", "int64", False, doc="their engagement at the latest earlier observation"),
+        _c("engagement_gain", "int64", False, doc="dt minus previous, over tweets_with_previous"),
+        _c("like_gain", "int64", False),
+        _c("retweet_gain", "int64", False),
+        _c("reply_gain", "int64", False),
+        _c("quote_gain", "int64", False),
+    ),
+    (),
+    "engagement growth of tweets observed again, from tweet_metrics_daily",
+)
+METRICS_TWEET_SENTIMENT = _metric(
+    "metrics_tweet_sentiment",
+    (
+        _c("tweet_id", "int64", False),
+        _c("scored", "bool", False, doc="false for non-English tweets: not scored rather than guessed"),
+        _c("label", "string", False, max_chars=16, doc="positive, neutral, negative or not scored"),
+        _c("compound", "float64", doc="VADER compound score, -1..1"),
+        _c("positive", "float64"),
+        _c("neutral", "float64"),
+        _c("negative", "float64"),
+    ),
+    ("tweet_id",),
+    "VADER sentiment of each English tweet",
+)
+METRICS_SENTIMENT_DAILY = _metric(
+    "metrics_sentiment_daily",
+    (
+        _c("tweets", "int64", False),
+        _c("scored_tweets", "int64", False),
+        _c("not_scored_tweets", "int64", False),
+        _c("positive_tweets", "int64", False),
+        _c("neutral_tweets", "int64", False),
+        _c("negative_tweets", "int64", False),
+        _c("mean_compound", "float64", doc="over scored tweets; null when none"),
+    ),
+    (),
+    "sentiment of the day",
+)
+
+METRIC_TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        METRICS_DAILY,
+        METRICS_VOLUME_DAILY,
+        METRICS_VOLUME_HOURLY,
+        METRICS_TOP_ENTITIES,
+        METRICS_TOP_AUTHORS,
+        METRICS_LANGUAGES,
+        METRICS_ENGAGEMENT_GROWTH,
+        METRICS_TWEET_SENTIMENT,
+        METRICS_SENTIMENT_DAILY,
+    )
+}
