@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from tasks.bucket import load_bucket
+from tasks.catchup import days_to_process
 from tasks.curate import curate_day
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, SampleSource
@@ -31,6 +33,12 @@ SourceName = Literal["sample", "x_api", "replay"]
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+def daily_run_name() -> str:
+    """`daily-YYYY-MM-DD`: the explicit day, else the UTC date the run starts (never `daily-None`)."""
+    day = flow_run.parameters.get("day")
+    return f"daily-{day or utc_today()}"
 
 
 def open_source(source: SourceName, sample_tweets: int, x_token_block: str | None) -> PageSource | None:
@@ -88,7 +96,7 @@ def process_day(
     return summary
 
 
-@flow(name="x-daily", flow_run_name="daily-{day}", log_prints=True, persist_result=False)
+@flow(name="x-daily", flow_run_name=daily_run_name, log_prints=True, persist_result=False)
 def daily(
     day: date | None = None,
     queries: list[str] = DEFAULT_QUERIES,
@@ -99,24 +107,41 @@ def daily(
     sample_tweets: int = 400,
     rows_per_file: int = 250_000,
     local_root: str = "data",
+    max_catchup_days: int = 7,
 ) -> RunSummary:
-    """Process one UTC day (today by default) of posts matching `queries` into the lake and warehouse.
+    """Process `day`, or, by default, every UTC day since the last successful run up to today.
 
+    Catch-up reads the run summaries in the bucket (tasks/catchup.py) and stops at the first failing
+    day, so the next run starts again from there; it covers at most `max_catchup_days` days (X recent
+    search reaches back 7 days), older misses are logged for the backfill deployment. Returns the
+    summary of the last day processed; every day's summary is in the bucket and the Prefect UI.
     Block names select production edges: `bucket_block` (`s3-bucket/<name>`), `warehouse_block`
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`.
     """
-    return process_day(
-        day=day or utc_today(),
-        queries=queries,
-        source=source,
-        bucket_block=bucket_block,
-        warehouse_block=warehouse_block,
-        x_token_block=x_token_block,
-        sample_tweets=sample_tweets,
-        rows_per_file=rows_per_file,
-        local_root=local_root,
-    )
+    days = [day]
+    if day is None:
+        plan = days_to_process(load_bucket(bucket_block, Path(local_root) / "lake"), utc_today(), max_catchup_days)
+        if plan.skipped:
+            get_run_logger().warning(
+                "%d missed days before %s are beyond max_catchup_days=%d; run the backfill deployment for %s..%s",
+                len(plan.skipped), plan.days[0], max_catchup_days, plan.skipped[0], plan.skipped[-1],
+            )
+        print(f"last successful day: {plan.last_success or 'none on record'}; processing {', '.join(map(str, plan.days))}")
+        days = plan.days
+    for each in days:
+        summary = process_day(
+            day=each,
+            queries=queries,
+            source=source,
+            bucket_block=bucket_block,
+            warehouse_block=warehouse_block,
+            x_token_block=x_token_block,
+            sample_tweets=sample_tweets,
+            rows_per_file=rows_per_file,
+            local_root=local_root,
+        )
+    return summary
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
