@@ -119,16 +119,18 @@ def daily(
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`.
     """
-    days = [day]
-    if day is None:
-        plan = days_to_process(load_bucket(bucket_block, Path(local_root) / "lake"), utc_today(), max_catchup_days)
+    if day is not None:
+        days = [day]
+    else:
+        bucket = load_bucket(bucket_block, Path(local_root) / "lake")
+        plan = days_to_process(bucket, utc_today(), max_catchup_days)
         if plan.skipped:
             get_run_logger().warning(
-                "%d missed days before %s are beyond max_catchup_days=%d; run the backfill deployment for %s..%s",
+                "%d missed days before %s are beyond max_catchup_days=%d: backfill %s..%s",
                 len(plan.skipped), plan.days[0], max_catchup_days, plan.skipped[0], plan.skipped[-1],
             )
-        print(f"last successful day: {plan.last_success or 'none on record'}; processing {', '.join(map(str, plan.days))}")
         days = plan.days
+        print(f"last successful day: {plan.last_success or 'none on record'}; processing {', '.join(map(str, days))}")
     for each in days:
         summary = process_day(
             day=each,
