@@ -126,7 +126,7 @@ def daily(
         plan = days_to_process(bucket, utc_today(), max_catchup_days)
         if plan.skipped:
             get_run_logger().warning(
-                "%d missed days before %s are beyond max_catchup_days=%d: backfill %s..%s",
+                "%d missed days before %s are beyond max_catchup_days=%d: run them with `day` (%s..%s)",
                 len(plan.skipped), plan.days[0], max_catchup_days, plan.skipped[0], plan.skipped[-1],
             )
         days = plan.days

@@ -24,7 +24,7 @@ _SUMMARY_KEY = re.compile(r"^runs/dt=(\d{4}-\d{2}-\d{2})/summary\.json$")
 class CatchUp:
     days: list[date]
     last_success: date | None
-    skipped: list[date]  # missed days older than the bound: left to the backfill deployment
+    skipped: list[date]  # missed days older than the bound: left to runs with an explicit day
 
 
 def successful_days(bucket: Bucket) -> list[date]:
