@@ -158,6 +158,7 @@ def test_daily_deployment_has_its_cron_schedule_and_scheduled_runs(deployed: dic
     assert runs, "the scheduler created no scheduled run in 30 s"
     starts = sorted(r["next_scheduled_start_time"] for r in runs)
     assert all(s.endswith("23:45:00Z") for s in starts), starts
+    assert len(set(starts)) == len(starts), "the re-deploy added a second schedule's runs"
 
     backfill = client.get("/deployments/name/x-backfill/backfill").json()
     assert backfill["schedules"] == [] and set(backfill["tags"]) == {"x-pipeline", "backfill"}
