@@ -151,7 +151,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m flows.daily",
         description="Run the daily X pipeline once. With no options: today's UTC day on embedded defaults.",
     )
-    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: today)")
+    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
     p.add_argument("--query", dest="queries", action="append", default=None,
                    help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
     p.add_argument("--source", choices=["sample", "x_api", "replay"], default="sample",
