@@ -18,7 +18,7 @@ export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT ?= false
 # The first start of the embedded server migrates a new database, which can take longer than the default 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: run test lint lock bench clean
+.PHONY: run test lint lock bench clean server deploy worker
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,3 +43,20 @@ lock: $(UV)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data .prefect .pytest_cache
+
+# Deployment on a Prefect server (README "Deploy"): `make server` in one terminal, then `make deploy` and
+# `make worker`. PREFECT_API_URL selects another server or Prefect Cloud.
+PREFECT_SERVER_PORT ?= 4200
+DEPLOY_API_URL := $(or $(PREFECT_API_URL),http://127.0.0.1:$(PREFECT_SERVER_PORT)/api)
+WORK_POOL ?= x-pipeline
+
+server: $(VENV)/.synced
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_SERVER_PORT)
+
+deploy: $(VENV)/.synced
+	PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || \
+		PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect work-pool create $(WORK_POOL) --type process
+	PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect --no-prompt deploy --all
+
+worker: $(VENV)/.synced
+	PREFECT_API_URL=$(DEPLOY_API_URL) X_PIPELINE_DIR=$(CURDIR) $(VENV)/bin/prefect worker start --pool $(WORK_POOL)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from tasks.bucket import load_bucket
+from tasks.catchup import days_to_process
 from tasks.curate import curate_day
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
@@ -33,6 +35,12 @@ SourceName = Literal["sample", "x_api", "replay"]
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+def daily_run_name() -> str:
+    """`daily-YYYY-MM-DD`: the explicit day, else the UTC date the run starts (never `daily-None`)."""
+    day = flow_run.parameters.get("day")
+    return f"daily-{day or utc_today()}"
 
 
 def open_source(
@@ -111,7 +119,7 @@ def process_day(
     return summary
 
 
-@flow(name="x-daily", flow_run_name="daily-{day}", log_prints=True, persist_result=False)
+@flow(name="x-daily", flow_run_name=daily_run_name, log_prints=True, persist_result=False)
 def daily(
     day: date | None = None,
     queries: list[str] = DEFAULT_QUERIES,
@@ -125,28 +133,47 @@ def daily(
     sample_tweets: int = 400,
     rows_per_file: int = 250_000,
     local_root: str = "data",
+    max_catchup_days: int = 7,
 ) -> RunSummary:
-    """Process one UTC day (today by default) of posts matching `queries` into the lake and warehouse.
+    """Process `day`, or, by default, every UTC day since the last successful run up to today.
 
+    Catch-up reads the run summaries in the bucket (tasks/catchup.py) and stops at the first failing
+    day, so the next run starts again from there; it covers at most `max_catchup_days` days (X recent
+    search reaches back 7 days), older misses are logged for the backfill deployment. Returns the
+    summary of the last day processed; every day's summary is in the bucket and the Prefect UI.
     Block names select production edges: `bucket_block` (`s3-bucket/<name>`), `warehouse_block`
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`. With `source="x_api"`, `accounts` adds user timelines to the searches,
     `x_lookback_hours` bounds a query's first run and `x_api_base_url` sends requests to another host.
     """
-    return process_day(
-        day=day or utc_today(),
-        queries=queries,
-        accounts=accounts,
-        source=source,
-        bucket_block=bucket_block,
-        warehouse_block=warehouse_block,
-        x_token_block=x_token_block,
-        x_lookback_hours=x_lookback_hours,
-        x_api_base_url=x_api_base_url,
-        sample_tweets=sample_tweets,
-        rows_per_file=rows_per_file,
-        local_root=local_root,
-    )
+    if day is not None:
+        days = [day]
+    else:
+        bucket = load_bucket(bucket_block, Path(local_root) / "lake")
+        plan = days_to_process(bucket, utc_today(), max_catchup_days)
+        if plan.skipped:
+            get_run_logger().warning(
+                "%d missed days before %s are beyond max_catchup_days=%d: run them with `day` (%s..%s)",
+                len(plan.skipped), plan.days[0], max_catchup_days, plan.skipped[0], plan.skipped[-1],
+            )
+        days = plan.days
+        print(f"last successful day: {plan.last_success or 'none on record'}; processing {', '.join(map(str, days))}")
+    for each in days:
+        summary = process_day(
+            day=each,
+            queries=queries,
+            accounts=accounts,
+            source=source,
+            bucket_block=bucket_block,
+            warehouse_block=warehouse_block,
+            x_token_block=x_token_block,
+            x_lookback_hours=x_lookback_hours,
+            x_api_base_url=x_api_base_url,
+            sample_tweets=sample_tweets,
+            rows_per_file=rows_per_file,
+            local_root=local_root,
+        )
+    return summary
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -154,7 +181,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m flows.daily",
         description="Run the daily X pipeline once. With no options: today's UTC day on embedded defaults.",
     )
-    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: today)")
+    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
     p.add_argument("--query", dest="queries", action="append", default=None,
                    help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
     p.add_argument("--account", dest="accounts", action="append", default=[],

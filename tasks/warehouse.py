@@ -9,6 +9,7 @@ day twice leaves the same rows. `DuckDBWarehouse` is the embedded default.
 from __future__ import annotations
 
 import io
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,19 +177,25 @@ def warehouse_from_block(block: Any) -> Warehouse:
     raise WarehouseError(f"warehouse kind {block.kind!r} is not supported by this version")
 
 
+# Days processed side by side (flows/backfill.py) merge into the same tables and share keys (users):
+# one load at a time per process keeps concurrent merges from conflicting; the rest of a day runs in parallel.
+_LOAD_LOCK = threading.Lock()
+
+
 @task(name="load-warehouse", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, persist_result=False)
 def load_warehouse(warehouse_block: str | None, bucket: Bucket, tables: dict[str, TableFiles],
                    default_path: Path = DEFAULT_DUCKDB_PATH) -> dict[str, MergeResult]:
     """Create missing tables, then merge every table's day, each in its own transaction."""
     logger = get_run_logger()
-    warehouse = open_warehouse(warehouse_block, default_path)
-    try:
-        warehouse.ensure_tables()
-        results = {}
-        for name, files in tables.items():
-            results[name] = warehouse.load_day(bucket, files)
-            r = results[name]
-            logger.info("%s: staged %d, new %d, updated %d, total %d", name, r.staged, r.new, r.updated, r.total)
-        return results
-    finally:
-        warehouse.close()
+    with _LOAD_LOCK:
+        warehouse = open_warehouse(warehouse_block, default_path)
+        try:
+            warehouse.ensure_tables()
+            results = {}
+            for name, files in tables.items():
+                results[name] = warehouse.load_day(bucket, files)
+                r = results[name]
+                logger.info("%s: staged %d, new %d, updated %d, total %d", name, r.staged, r.new, r.updated, r.total)
+            return results
+        finally:
+            warehouse.close()

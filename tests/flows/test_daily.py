@@ -1,11 +1,11 @@
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
 
-from flows.daily import daily, parse_args
+from flows.daily import daily, parse_args, utc_today
 from tasks.schema import TABLES
 
 QUERIES = ["#DataEng", "prefect polars"]
@@ -60,3 +60,12 @@ def test_cli_defaults_to_today_on_embedded_defaults() -> None:
     args = parse_args([])
     assert args.day is None and args.source == "sample" and args.bucket_block is None
     assert parse_args(["--day", "2026-11-01", "--query", "a", "--query", "b"]).queries == ["a", "b"]
+
+
+def test_a_run_without_a_day_catches_up_from_the_last_successful_day(prefect_server, tmp_path: Path) -> None:
+    today = utc_today()
+    daily(day=today - timedelta(days=2), queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+    last = daily(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path), max_catchup_days=7)
+    assert last.day == today
+    done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
+    assert done == [f"dt={today - timedelta(days=n)}" for n in (2, 1, 0)]
