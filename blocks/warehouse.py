@@ -34,3 +34,7 @@ class Warehouse(Block):
         default=None,
         description="Redshift COPY ACCEPTINVCHARS replacement character (unset: invalid UTF-8 fails the load)",
     )
+    redshift_table_design: Literal["schema", "auto"] = Field(
+        default="schema",
+        description="Redshift DISTKEY/SORTKEY from the schema module, or 'auto' to let Redshift choose",
+    )

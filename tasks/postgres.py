@@ -95,6 +95,10 @@ class SqlWarehouse(Warehouse):
         # hide_parameters: a failing statement's bound values never reach an exception message.
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
+    def design(self, table: Table) -> Table:
+        """The table as this target creates it (Redshift may drop its physical design)."""
+        return table
+
     def describe(self) -> str:
         where = self.engine.url.render_as_string(hide_password=True)
         return f"{self.dialect} {where}" + (f" schema {self.schema}" if self.schema else "")
@@ -132,7 +136,7 @@ class SqlWarehouse(Warehouse):
             if self.schema:
                 conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
             for table in TABLES.values():
-                conn.exec_driver_sql(table.create_sql(self.dialect, self.schema))
+                conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
             existing = self.existing_columns(conn)
             for table in TABLES.values():
                 columns = existing.get(table.name, [])
@@ -163,7 +167,7 @@ class SqlWarehouse(Warehouse):
                         total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
                         return MergeResult(table.name, 0, 0, 0, total)
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stg}")
-                    conn.exec_driver_sql(staging_ddl(table, self.dialect))
+                    conn.exec_driver_sql(staging_ddl(self.design(table), self.dialect))
                     loaded = self.fill_staging(conn, bucket, files, table)
                     staged = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {stg}").scalar_one()
                     if not loaded == staged == files.rows:

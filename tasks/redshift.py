@@ -10,7 +10,7 @@ Every COPY that reaches a log or an error message has its credentials masked (`r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from blocks.warehouse import Warehouse as WarehouseBlock
 
 CopyFormat = Literal["parquet", "csv"]
+TableDesign = Literal["schema", "auto"]
 
 
 class CopyOptionsError(ValueError):
@@ -212,11 +213,17 @@ class RedshiftWarehouse(SqlWarehouse):
     dialect: SqlDialect = "redshift"
 
     def __init__(self, url: sa.URL, schema: str | None, auth: CopyAuthorization,
-                 options: CopyOptions | None = None) -> None:
+                 options: CopyOptions | None = None, table_design: TableDesign = "schema") -> None:
         super().__init__(url, schema)
         self.auth = auth
         self.options = options or CopyOptions()
+        self.table_design = table_design
         validate_copy_options(self.options)  # a bad block fails before any table is touched
+
+    def design(self, table: Table) -> Table:
+        """`schema`: the schema module's DISTKEY/SORTKEY; `auto`: none, so Redshift's automatic table
+        optimization chooses (DISTSTYLE AUTO, SORTKEY AUTO are its defaults when DDL names none)."""
+        return table if self.table_design == "schema" else replace(table, distkey=None, sortkey=())
 
     def copy_statement(self, bucket: Bucket, files: TableFiles, table: Table) -> CopyStatement:
         manifest = files.manifests.get(self.options.format)
@@ -240,7 +247,8 @@ class RedshiftWarehouse(SqlWarehouse):
     def load_error(self, conn: Connection, table: Table, files: TableFiles, exc: DBAPIError) -> WarehouseError:
         """Name the file, line, column and reason from SYS_LOAD_ERROR_DETAIL when COPY recorded them."""
         reason = redact(str(exc.orig)).strip()
-        if not (exc.statement or "").lstrip().upper().startswith("COPY"):
+        # Redshift's COPY failure names the table to read ('sys_load_error_detail' or 'stl_load_errors').
+        if "load_error" not in reason.lower():
             return WarehouseError(f"loading {table.name} for {files.day} failed: {reason}")
         try:
             details = conn.exec_driver_sql(LOAD_ERRORS_SQL).fetchall()
@@ -285,4 +293,5 @@ def redshift_from_block(block: WarehouseBlock) -> RedshiftWarehouse:
     auth.copy_kwargs()  # fails now, with a clear message, when neither is set
     password = block.password.get_secret_value() if block.password else None
     options = CopyOptions.for_format(block.copy_format, block.copy_accept_invalid_chars)
-    return RedshiftWarehouse(engine_url(block.url, password), block.db_schema, auth, options)
+    return RedshiftWarehouse(engine_url(block.url, password), block.db_schema, auth, options,
+                             block.redshift_table_design)
