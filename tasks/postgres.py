@@ -58,10 +58,10 @@ def engine_url(url: str, password: str | None, drivername: str | None = None) ->
 
 
 def staging_ddl(table: Table, dialect: Dialect) -> str:
-    """A temporary table with the target's columns in the schema's order, which is also the order of the
-    curated Parquet and CSV columns (Parquet COPY maps by position). No primary key: the merge
-    deduplicates, and a duplicate must not fail the load. Redshift keeps the target's DISTKEY so the
-    merge's join stays on each slice."""
+    """A temporary table, created and dropped inside the load's transaction (a rollback undoes its
+    creation), with the target's columns in the schema's order, which is also the order of the curated
+    Parquet and CSV columns (Parquet COPY maps by position). No primary key: the merge deduplicates,
+    and a duplicate must not fail the load. Redshift keeps the target's DISTKEY so the merge's join stays on each slice."""
     cols = ",\n".join(
         f"    {quote_ident(c.name)} {c.sql_type(dialect)}{'' if c.nullable else ' NOT NULL'}"
         for c in table.columns
@@ -117,12 +117,13 @@ class SqlWarehouse(Warehouse):
                 conn.exec_driver_sql(sql)
 
     def existing_columns(self, conn: Connection) -> dict[str, list[str]]:
+        where = "table_schema = :schema" if self.schema else "table_schema = current_schema()"
         rows = conn.execute(
             sa.text(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = COALESCE(:schema, current_schema()) ORDER BY table_name, ordinal_position"
+                f"SELECT table_name, column_name FROM information_schema.columns WHERE {where} "
+                "ORDER BY table_name, ordinal_position"
             ),
-            {"schema": self.schema},
+            {"schema": self.schema} if self.schema else {},
         )
         found: dict[str, list[str]] = {}
         for table_name, column_name in rows:
@@ -166,7 +167,6 @@ class SqlWarehouse(Warehouse):
                         # No rows that day: nothing to stage (Redshift rejects an empty manifest).
                         total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
                         return MergeResult(table.name, 0, 0, 0, total)
-                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stg}")
                     conn.exec_driver_sql(staging_ddl(self.design(table), self.dialect))
                     loaded = self.fill_staging(conn, bucket, files, table)
                     staged = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {stg}").scalar_one()

@@ -24,9 +24,9 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
     schema = f"daily_{uuid.uuid4().hex[:8]}"
     s3_bucket_block.save(name)
     Warehouse(kind="postgresql", url=pg_server, password=SecretStr(SECRET), db_schema=schema).save(name)
-    params = dict(day=day, queries=["#DataEng", "prefect polars"], sample_tweets=120,
-                  bucket_block=f"s3-bucket/{name}", warehouse_block=f"x-pipeline-warehouse/{name}",
-                  local_root=str(tmp_path))
+    params = {"day": day, "queries": ["#DataEng", "prefect polars"], "sample_tweets": 120,
+              "bucket_block": f"s3-bucket/{name}", "warehouse_block": f"x-pipeline-warehouse/{name}",
+              "local_root": str(tmp_path)}
 
     first = daily(**params)
     counts_1 = _counts(pg_server, schema)

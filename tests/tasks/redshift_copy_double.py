@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from psycopg2.extras import execute_values
 
-COPY_FROM_S3 = re.compile(r"^\s*COPY\s+(?P<table>\S+)\s+FROM\s+'(?P<source>s3://[^']*)'(?P<rest>.*)$", re.S | re.I)
+COPY_FROM_S3 = re.compile(r"^\s*COPY\s+(?P<table>\S+)\s+FROM\s+'(?P<source>s3://[^']*)'(?P<rest>.*)$", re.DOTALL | re.IGNORECASE)
 TOKENS = re.compile(r"'(?:[^']|'')*'|\S+")
 FLAGS = {"GZIP", "MANIFEST", "EMPTYASNULL", "BLANKSASNULL", "TRUNCATECOLUMNS"}
 WITH_ARGUMENT = {"CREDENTIALS", "IAM_ROLE", "FORMAT", "IGNOREHEADER", "TIMEFORMAT", "DATEFORMAT", "STATUPDATE"}
@@ -340,7 +340,7 @@ def _typed(col: StagingColumn, raw: str, opts: dict, line: int) -> Any:
             return date.fromisoformat(raw[:10])
         if kind.startswith("timestamp"):
             if opts.get("TIMEFORMAT") == "auto":
-                ts = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+                ts = datetime.fromisoformat(raw)  # ISO-8601, "Z" included
             else:
                 ts = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S")
             return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

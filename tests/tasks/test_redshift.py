@@ -340,9 +340,9 @@ def test_migration_adds_new_columns_and_keeps_rows(redshift) -> None:
     ddl = warehouse.design(TABLES["users"]).create_sql("redshift", warehouse.schema)
     old = ddl.replace('    "location" VARCHAR(400),\n', "")
     assert old != ddl
-    warehouse.execute_script([f'CREATE SCHEMA "{warehouse.schema}"', old,
-                              f"INSERT INTO \"{warehouse.schema}\".users (user_id, fetched_at, dt) "
-                              "VALUES (7, now(), DATE '2026-11-01')"])
+    insert = (f'INSERT INTO "{warehouse.schema}".users (user_id, fetched_at, dt) '
+              "VALUES (7, now(), DATE '2026-11-01')")
+    warehouse.execute_script([f'CREATE SCHEMA "{warehouse.schema}"', old, insert])
     warehouse.ensure_tables()
     columns = [r[0] for r in warehouse.query(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = 'users' "
@@ -410,6 +410,10 @@ def test_contract_parquet_and_csv_days_load_and_rerun(cluster, day: date, sample
     design = parquet.query('SELECT diststyle, sortkey1 FROM svv_table_info WHERE "schema" = :s AND "table" = :t',
                            {"s": parquet.schema, "t": "tweets"})
     assert [(d.strip(), k.strip()) for d, k in design] == [("KEY(tweet_id)", "created_at")]
+    parquet.execute_script([f'ALTER TABLE "{parquet.schema}".users DROP COLUMN location'])
+    parquet.ensure_tables()  # the migration adds it back, keeping every row
+    assert parquet.row_counts()["users"] == files["users"].rows
+    assert parquet.query(f'SELECT COUNT(location) FROM "{parquet.schema}".users') == [(0,)]
     csv = make(CopyOptions.for_format("csv"))
     assert csv.load_day(lake, files["tweets"]).total == files["tweets"].rows
     rows = dict(csv.query(f'SELECT tweet_id, text FROM "{csv.schema}".tweets'))
