@@ -9,8 +9,8 @@ on the same connection and transaction, and replaces the statement with one that
 on its own connection (Redshift's system views survive the rollback) and the statement is replaced by
 one that fails with Redshift's message, so the driver raises a real error.
 
-Redshift rules modelled (from its COPY documentation): manifest entries are exact keys and a missing
-mandatory one fails the statement; CSV quotes with `"`, doubles inner quotes and allows newlines inside
+Redshift rules modelled (from its COPY documentation): manifest entries are exact keys, a missing
+mandatory one fails the statement, Parquet entries need `meta.content_length`; CSV quotes with `"`, doubles inner quotes and allows newlines inside
 quotes; IGNOREHEADER skips lines; GZIP; an empty unquoted field is NULL for non-character types and
 for VARCHAR only with EMPTYASNULL, `""` is an empty string; VARCHAR(n) holds n **bytes**; invalid UTF-8
 fails the load unless ACCEPTINVCHARS replaces each invalid byte; NULL into NOT NULL fails; TIMEFORMAT
@@ -238,6 +238,8 @@ class RedshiftCopyDouble:
         manifest = orjson.loads(self._get(request.source))
         rows: list[tuple] = []
         for entry in manifest["entries"]:
+            if fmt == "PARQUET" and "content_length" not in entry.get("meta", {}):
+                raise StatementError(f"Manifest entry {entry['url']} needs meta.content_length for PARQUET")
             try:
                 data = self._get(entry["url"])
             except StatementError:

@@ -364,6 +364,23 @@ def test_block_selects_authorization_and_fails_clearly_without_one() -> None:
         redshift_from_block(WarehouseBlock(kind="redshift", url=block.url))
 
 
+def test_block_with_an_aws_credentials_block_copies_with_masked_keys(prefect_server) -> None:
+    from prefect_aws import AwsCredentials
+
+    from blocks.warehouse import Warehouse as WarehouseBlock
+
+    name = f"copy-keys-{uuid.uuid4().hex[:8]}"
+    AwsCredentials(aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, aws_session_token=TOKEN).save(name)
+    block = WarehouseBlock(kind="redshift", url="redshift+redshift_connector://loader@example.invalid:5439/dev",
+                           aws_credentials_block=name)
+    warehouse = redshift_from_block(block)
+    copy = build_copy("stg_tweets", MANIFEST, warehouse.options, warehouse.auth)
+    assert f"aws_secret_access_key={SECRET};token={TOKEN}" in copy.sql
+    assert SECRET not in copy.masked and TOKEN not in copy.masked and SECRET not in repr(warehouse.auth)
+    with pytest.raises(WarehouseError, match="was not found"):
+        redshift_from_block(WarehouseBlock(kind="redshift", url=block.url, aws_credentials_block="no-such-block"))
+
+
 # --- contract tests: a real cluster, only when one is configured ---------------------------------------
 
 CONTRACT_ENV = ("REDSHIFT_URL", "REDSHIFT_IAM_ROLE_ARN", "X_LAKE_BUCKET")
