@@ -22,7 +22,7 @@ from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
 from tasks.bucket import Bucket
 from tasks.curate import TableFiles, read_manifest
-from tasks.postgres import SqlWarehouse, redact, run_logger
+from tasks.postgres import SqlWarehouse, engine_url, redact, run_logger
 from tasks.schema import Dialect as SqlDialect
 from tasks.schema import Table
 from tasks.warehouse import WarehouseError, staging_name
@@ -269,8 +269,6 @@ class RedshiftWarehouse(SqlWarehouse):
 
 def redshift_from_block(block: WarehouseBlock) -> RedshiftWarehouse:
     """A `RedshiftWarehouse` from the `x-pipeline-warehouse` block (kind redshift)."""
-    from tasks.postgres import engine_url
-
     if block.iam_role_arn:
         auth = CopyAuthorization(iam_role_arn=block.iam_role_arn)
     elif block.aws_credentials_block:
