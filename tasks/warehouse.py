@@ -3,7 +3,8 @@
 Every target loads a day the same way, in one transaction per table: fill a staging table with the
 day's curated rows, count which keys already exist, delete them from the target, insert the staging
 rows (deduplicated by key). A failure anywhere rolls back and leaves the target as it was; running a
-day twice leaves the same rows. `DuckDBWarehouse` is the embedded default.
+day twice leaves the same rows. `DuckDBWarehouse` is the embedded default; PostgreSQL and Redshift
+live in `tasks/postgres.py` and `tasks/redshift.py`, chosen by `warehouse_from_block`.
 """
 
 from __future__ import annotations
