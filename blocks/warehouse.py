@@ -27,3 +27,14 @@ class Warehouse(Block):
     aws_credentials_block: str | None = Field(
         default=None, description="Name of an AwsCredentials block for COPY when no IAM role is set"
     )
+    copy_format: Literal["parquet", "csv"] = Field(
+        default="parquet", description="Redshift COPY source: the Parquet manifest (default) or the gzip CSV one"
+    )
+    copy_accept_invalid_chars: str | None = Field(
+        default=None,
+        description="Redshift COPY ACCEPTINVCHARS replacement character (unset: invalid UTF-8 fails the load)",
+    )
+    redshift_table_design: Literal["schema", "auto"] = Field(
+        default="schema",
+        description="Redshift DISTKEY/SORTKEY from the schema module, or 'auto' to let Redshift choose",
+    )

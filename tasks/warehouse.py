@@ -3,7 +3,8 @@
 Every target loads a day the same way, in one transaction per table: fill a staging table with the
 day's curated rows, count which keys already exist, delete them from the target, insert the staging
 rows (deduplicated by key). A failure anywhere rolls back and leaves the target as it was; running a
-day twice leaves the same rows. `DuckDBWarehouse` is the embedded default.
+day twice leaves the same rows. `DuckDBWarehouse` is the embedded default; PostgreSQL and Redshift
+live in `tasks/postgres.py` and `tasks/redshift.py`, chosen by `warehouse_from_block`.
 """
 
 from __future__ import annotations
@@ -162,8 +163,9 @@ def open_warehouse(block_name: str | None, default_path: Path = DEFAULT_DUCKDB_P
         return DuckDBWarehouse(default_path)
     from blocks.warehouse import Warehouse as WarehouseBlock
 
+    slug = f"{WarehouseBlock.get_block_type_slug()}/"
     try:
-        block = WarehouseBlock.load(block_name, _sync=True)
+        block = WarehouseBlock.load(block_name.removeprefix(slug), _sync=True)
     except ValueError as exc:
         raise WarehouseError(
             f"warehouse block {block_name!r} was not found; create it with `python -m blocks.create`"
@@ -174,6 +176,16 @@ def open_warehouse(block_name: str | None, default_path: Path = DEFAULT_DUCKDB_P
 def warehouse_from_block(block: Any) -> Warehouse:
     if block.kind == "duckdb":
         return DuckDBWarehouse(Path(block.url))
+    if block.kind == "postgresql":
+        from tasks.postgres import PostgresWarehouse, engine_url
+
+        password = block.password.get_secret_value() if block.password else None
+        # psycopg2 whatever the URL names: the bulk load uses its COPY FROM STDIN.
+        return PostgresWarehouse(engine_url(block.url, password, "postgresql+psycopg2"), block.db_schema)
+    if block.kind == "redshift":
+        from tasks.redshift import redshift_from_block
+
+        return redshift_from_block(block)
     raise WarehouseError(f"warehouse kind {block.kind!r} is not supported by this version")
 
 

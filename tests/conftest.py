@@ -123,3 +123,36 @@ def x_api_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def curate_frames():
+    """Writes a day's normalized frames as curated parts and manifests (the curate stage's own code);
+    `sample_frames(day, n)` gives such frames from the bundled sample generator."""
+    from tasks.curate import DaySpool, write_table_day
+    from tasks.schema import TABLES
+
+    def curate(bucket, day: date, frames: dict, parts: int = 1) -> dict:
+        spool = DaySpool(day, parts)
+        try:
+            spool.add(frames)
+            return {name: write_table_day(bucket, spool, name) for name in TABLES}
+        finally:
+            spool.cleanup()
+
+    return curate
+
+
+@pytest.fixture
+def sample_frames():
+    from tasks.land import encode_pages
+    from tasks.normalize import normalize_raw_file
+    from tasks.sample import generate_pages
+    from tasks.source import FetchedPage
+
+    def frames(day: date, tweets: int = 120, query: str = "q") -> dict:
+        request = {"source": "sample", "query": query, "fetched_at": f"{day.isoformat()}T23:59:59.999Z"}
+        pages = (FetchedPage(request=request, body=b) for b in generate_pages(day, query, tweets))
+        return normalize_raw_file(encode_pages(pages), day)[0]
+
+    return frames

@@ -1,0 +1,216 @@
+"""Warehouses that speak the PostgreSQL protocol, through SQLAlchemy: PostgreSQL itself, and the base
+that Redshift shares with it.
+
+`SqlWarehouse` creates tables from the schema module, adds columns the schema gained since (compared
+with `information_schema.columns`, never the dialect's reflection, which queries Redshift-only catalog
+columns), and loads a day per table in one transaction: temporary staging table, bulk load, count check,
+then the portable merge of `tasks.warehouse.merge_statements`. Subclasses only say how staging is filled.
+`PostgresWarehouse` streams the day's gzip CSV parts through `COPY ... FROM STDIN`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import re
+from abc import abstractmethod
+from typing import Any
+
+import psycopg2
+import sqlalchemy as sa
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from tasks.bucket import Bucket
+from tasks.curate import TableFiles
+from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
+from tasks.warehouse import MergeResult, Warehouse, WarehouseError, merge_statements, staging_name
+
+# Every form an AWS credential takes in COPY text: CREDENTIALS key=value pairs and IAM role ARNs
+# (the account id is masked, the role name kept so a log still says which role was used).
+_SECRET_PAIRS = re.compile(r"(aws_access_key_id|aws_secret_access_key|token)=[^;'\s]*", re.IGNORECASE)
+_ROLE_ACCOUNT = re.compile(r"(arn:aws[a-z-]*:iam::)\d{12}(:role/)")
+
+
+def redact(text: str) -> str:
+    """`text` with every AWS credential masked: for logged SQL and error messages."""
+    return _ROLE_ACCOUNT.sub(r"\1************\2", _SECRET_PAIRS.sub(r"\1=***", text))
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def engine_url(url: str, password: str | None, drivername: str | None = None) -> sa.URL:
+    """The block's URL (no password in it) with the password from the block's SecretStr."""
+    parsed = sa.make_url(url)
+    if password:
+        parsed = parsed.set(password=password)
+    if drivername:
+        parsed = parsed.set(drivername=drivername)
+    return parsed
+
+
+def staging_ddl(table: Table, dialect: Dialect) -> str:
+    """A temporary table, created and dropped inside the load's transaction (a rollback undoes its
+    creation), with the target's columns in the schema's order, which is also the order of the curated
+    Parquet and CSV columns (Parquet COPY maps by position). No primary key: the merge deduplicates,
+    and a duplicate must not fail the load. Redshift keeps the target's DISTKEY so the merge's join stays on each slice."""
+    cols = ",\n".join(
+        f"    {quote_ident(c.name)} {c.sql_type(dialect)}{'' if c.nullable else ' NOT NULL'}"
+        for c in table.columns
+    )
+    sql = f"CREATE TEMPORARY TABLE {quote_ident(staging_name(table))} (\n{cols}\n)"
+    if dialect == "redshift" and table.distkey:
+        sql += f"\nDISTSTYLE KEY DISTKEY ({quote_ident(table.distkey)})"
+    return sql
+
+
+def add_column_statements(table: Table, existing: list[str], dialect: Dialect, schema: str | None) -> list[str]:
+    """`ALTER TABLE ADD COLUMN` for each schema column the target lacks. Added columns are nullable even
+    when the schema says NOT NULL: rows already loaded have no value for them (Redshift and PostgreSQL
+    both refuse NOT NULL without a default on a table with rows)."""
+    have = set(existing)
+    target = qualified(table.name, schema)
+    return [
+        f"ALTER TABLE {target} ADD COLUMN {quote_ident(c.name)} {c.sql_type(dialect)}"
+        for c in table.columns
+        if c.name not in have
+    ]
+
+
+class SqlWarehouse(Warehouse):
+    """A SQLAlchemy engine, DDL and migrations from the schema module, and the staged merge."""
+
+    dialect: Dialect
+
+    def __init__(self, url: sa.URL, schema: str | None = None) -> None:
+        self.schema = schema
+        # hide_parameters: a failing statement's bound values never reach an exception message.
+        self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+    def design(self, table: Table) -> Table:
+        """The table as this target creates it (Redshift may drop its physical design)."""
+        return table
+
+    def describe(self) -> str:
+        where = self.engine.url.render_as_string(hide_password=True)
+        return f"{self.dialect} {where}" + (f" schema {self.schema}" if self.schema else "")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def query(self, sql: str, params: Any = None) -> list[tuple]:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql), params or {})
+            return [tuple(r) for r in result] if result.returns_rows else []
+
+    def execute_script(self, statements: list[str]) -> None:
+        with self.engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+
+    def existing_columns(self, conn: Connection) -> dict[str, list[str]]:
+        where = "table_schema = :schema" if self.schema else "table_schema = current_schema()"
+        rows = conn.execute(
+            sa.text(
+                f"SELECT table_name, column_name FROM information_schema.columns WHERE {where} "
+                "ORDER BY table_name, ordinal_position"
+            ),
+            {"schema": self.schema} if self.schema else {},
+        )
+        found: dict[str, list[str]] = {}
+        for table_name, column_name in rows:
+            found.setdefault(table_name, []).append(column_name)
+        return found
+
+    def ensure_tables(self) -> None:
+        """Create missing tables, then add columns the schema gained, in one transaction."""
+        logger = run_logger()
+        with self.engine.begin() as conn:
+            if self.schema:
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            for table in TABLES.values():
+                conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
+            existing = self.existing_columns(conn)
+            for table in TABLES.values():
+                columns = existing.get(table.name, [])
+                for sql in add_column_statements(table, columns, self.dialect, self.schema):
+                    logger.info("migrating %s: %s", table.name, sql)
+                    conn.exec_driver_sql(sql)
+                extra = [c for c in columns if c not in table.column_names]
+                if extra:
+                    logger.warning("%s keeps columns the schema no longer has: %s", table.name, extra)
+
+    @abstractmethod
+    def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
+        """Bulk load the day's files into the staging table; returns the rows the load reported."""
+
+    def load_error(self, conn: Connection, table: Table, files: TableFiles, exc: DBAPIError) -> WarehouseError:
+        """The error to raise when a statement failed; the transaction is already rolled back."""
+        return WarehouseError(f"loading {table.name} for {files.day} failed: {redact(str(exc.orig)).strip()}")
+
+    def load_day(self, bucket: Bucket, files: TableFiles) -> MergeResult:
+        table = TABLES[files.table]
+        sql = merge_statements(table, self.schema, staging_name(table))
+        stg = quote_ident(staging_name(table))
+        with self.engine.connect() as conn:
+            try:
+                with conn.begin():
+                    if not files.parquet and not files.csv:
+                        # No rows that day: nothing to stage (Redshift rejects an empty manifest).
+                        total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
+                        return MergeResult(table.name, 0, 0, 0, total)
+                    conn.exec_driver_sql(staging_ddl(self.design(table), self.dialect))
+                    loaded = self.fill_staging(conn, bucket, files, table)
+                    staged = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {stg}").scalar_one()
+                    if not loaded == staged == files.rows:
+                        raise WarehouseError(
+                            f"{table.name} {files.day}: the load reported {loaded} rows and staging holds "
+                            f"{staged}, but the manifest lists {files.rows}; nothing was merged"
+                        )
+                    updated = conn.exec_driver_sql(sql["count_existing"]).scalar_one()
+                    conn.exec_driver_sql(sql["delete"])
+                    conn.exec_driver_sql(sql["insert"])
+                    total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
+                    conn.exec_driver_sql(f"DROP TABLE {stg}")
+            except DBAPIError as exc:
+                # `from None`: the SQLAlchemy error carries the statement text, which may hold credentials.
+                raise self.load_error(conn, table, files, exc) from None
+        return MergeResult(table.name, staged, staged - updated, updated, total)
+
+
+class PostgresWarehouse(SqlWarehouse):
+    """PostgreSQL: the day's CSV parts are streamed from the bucket through `COPY ... FROM STDIN`."""
+
+    dialect: Dialect = "postgresql"
+
+    def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
+        logger = run_logger()
+        raw = conn.connection.dbapi_connection  # psycopg2's copy_expert is not exposed by SQLAlchemy
+        # HEADER MATCH (PostgreSQL 15+) also checks that the CSV's columns are the staging table's.
+        header = "MATCH" if raw.server_version >= 150000 else "true"
+        copy = f"COPY {quote_ident(staging_name(table))} FROM STDIN WITH (FORMAT csv, HEADER {header})"
+        loaded = 0
+        with raw.cursor() as cur:
+            for obj, rows in zip(files.csv, files.part_rows, strict=True):
+                with gzip.GzipFile(fileobj=io.BytesIO(bucket.read(obj.key))) as stream:
+                    try:
+                        cur.copy_expert(copy, stream)
+                    except psycopg2.Error as exc:
+                        raise WarehouseError(
+                            f"COPY of {bucket.url(obj.key)} into {table.name} failed: {str(exc).strip()}"
+                        ) from None
+                if cur.rowcount != rows:
+                    raise WarehouseError(
+                        f"{bucket.url(obj.key)}: COPY loaded {cur.rowcount} rows, the manifest lists {rows}"
+                    )
+                loaded += cur.rowcount
+                logger.info("%s: copied %d rows from %s", table.name, rows, obj.key)
+        return loaded

@@ -1,0 +1,459 @@
+"""Redshift: the COPY statements compiled exactly, the rejected option sets, and the load path end to end
+against a real PostgreSQL server with the COPY-from-S3 statement run by `RedshiftCopyDouble`."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import uuid
+from datetime import date
+
+import orjson
+import polars as pl
+import pytest
+from pydantic import SecretStr
+
+from tasks.curate import manifest_key
+from tasks.postgres import engine_url, redact
+from tasks.redshift import (
+    CopyAuthorization,
+    CopyOptions,
+    CopyOptionsError,
+    RedshiftWarehouse,
+    build_copy,
+    redshift_from_block,
+    validate_copy_options,
+)
+from tasks.s3 import S3Lake
+from tasks.schema import TABLES
+from tasks.warehouse import WarehouseError
+from tests.tasks.redshift_copy_double import RedshiftCopyDouble
+
+ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"
+KEY_ID, SECRET, TOKEN = "TESTCOPYKEYID0000001", "testSecretKeyForTheCopyDoubleOnly0000000", "testSessionTokenForTheCopyDouble"
+KEYS = CopyAuthorization(access_key_id=KEY_ID, secret_access_key=SecretStr(SECRET), session_token=SecretStr(TOKEN))
+MANIFEST = "s3://lake/x/manifests/tweets/dt=2026-11-24.json"
+HARD = 'He said "hi", then, well,\nleft 😀 𠜎 — مرحبا بالعالم'
+
+
+def clean(sql: str) -> str:
+    """Whitespace-insensitive form, as sqlalchemy-redshift's own tests compare compiled COPY."""
+    return " ".join(sql.split())
+
+
+@pytest.mark.parametrize(
+    ("options", "auth", "schema", "expected"),
+    [
+        pytest.param(
+            CopyOptions.for_format("parquet"), CopyAuthorization(iam_role_arn=ROLE), None,
+            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+            "FORMAT AS PARQUET MANIFEST",
+            id="parquet-iam-role",
+        ),
+        pytest.param(
+            CopyOptions.for_format("parquet", accept_inv_chars="?"), KEYS, None,
+            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
+            f"aws_secret_access_key={SECRET};token={TOKEN}' FORMAT AS PARQUET MANIFEST ACCEPTINVCHARS AS '?'",
+            id="parquet-keys-acceptinvchars",
+        ),
+        pytest.param(
+            CopyOptions.for_format("csv"), CopyAuthorization(iam_role_arn=ROLE), None,
+            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
+            "GZIP MANIFEST EMPTYASNULL IGNOREHEADER AS 1 TIMEFORMAT AS 'auto'",
+            id="csv-iam-role",
+        ),
+        pytest.param(
+            CopyOptions.for_format("csv", accept_inv_chars="^"),
+            CopyAuthorization(access_key_id=KEY_ID, secret_access_key=SecretStr(SECRET)), "analytics",
+            f"COPY analytics.stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
+            f"aws_secret_access_key={SECRET}' FORMAT AS CSV GZIP MANIFEST ACCEPTINVCHARS AS '^' EMPTYASNULL "
+            "IGNOREHEADER AS 1 TIMEFORMAT AS 'auto'",
+            id="csv-keys-acceptinvchars-schema",
+        ),
+        pytest.param(
+            CopyOptions("csv", ignore_header=1, delimiter=";", date_format="YYYY-MM-DD", blanks_as_null=True,
+                        truncate_columns=True, max_error=10, region="eu-west-1", stat_update=False,
+                        comp_update=False),
+            CopyAuthorization(iam_role_arn=ROLE), None,
+            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
+            "DELIMITER AS ';' MANIFEST BLANKSASNULL DATEFORMAT AS 'YYYY-MM-DD' IGNOREHEADER AS 1 "
+            "TRUNCATECOLUMNS COMPUPDATE OFF MAXERROR AS 10 STATUPDATE OFF REGION 'eu-west-1'",
+            id="csv-every-other-option",
+        ),
+        pytest.param(
+            CopyOptions("parquet", stat_update=True), CopyAuthorization(iam_role_arn=ROLE), None,
+            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+            "FORMAT AS PARQUET MANIFEST STATUPDATE ON",
+            id="parquet-statupdate",
+        ),
+    ],
+)
+def test_copy_compiles_to_the_exact_statement(options, auth, schema, expected) -> None:
+    copy = build_copy("stg_tweets", MANIFEST, options, auth, schema=schema)
+    assert clean(copy.sql) == expected
+    assert "$1" not in copy.sql and "%(" not in copy.sql  # literal values, no bind placeholders
+
+
+def test_logged_copy_masks_every_credential() -> None:
+    keys = build_copy("stg_tweets", MANIFEST, CopyOptions(), KEYS)
+    for secret in (KEY_ID, SECRET, TOKEN):
+        assert secret in keys.sql and secret not in keys.masked and secret not in repr(keys)
+    assert "aws_access_key_id=***;aws_secret_access_key=***;token=***" in keys.masked
+    role = build_copy("stg_tweets", MANIFEST, CopyOptions(), CopyAuthorization(iam_role_arn=ROLE))
+    assert "123456789012" not in role.masked and "arn:aws:iam::************:role/RedshiftCopy" in role.masked
+    assert repr(KEYS).count(SECRET) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (CopyOptions("csv", escape=True), "CSV cannot be used with ESCAPE"),
+        (CopyOptions("csv", remove_quotes=True), "CSV cannot be used with REMOVEQUOTES"),
+        (CopyOptions("csv", fixed_width=(("a", 3),)), "CSV cannot be used with FIXEDWIDTH"),
+        (CopyOptions("csv", escape=True, remove_quotes=True), "ESCAPE, REMOVEQUOTES"),
+        (CopyOptions("parquet", delimiter=","), "PARQUET cannot be used with DELIMITER"),
+        (CopyOptions("parquet", ignore_header=1), "PARQUET cannot be used with IGNOREHEADER"),
+        (CopyOptions("parquet", gzip=True), "PARQUET cannot be used with GZIP"),
+        (CopyOptions("parquet", max_error=5), "PARQUET cannot be used with MAXERROR"),
+        (CopyOptions("parquet", region="us-west-2"), "PARQUET cannot be used with REGION"),
+        (CopyOptions("parquet", time_format="auto"), "PARQUET cannot be used with TIMEFORMAT"),
+        (CopyOptions("parquet", empty_as_null=True, escape=True), "EMPTYASNULL, ESCAPE"),
+        (CopyOptions("csv", delimiter=";;"), "DELIMITER must be a single character"),
+        (CopyOptions("csv", ignore_header=-1), "IGNOREHEADER"),
+        (CopyOptions("parquet", accept_inv_chars="ab"), "ACCEPTINVCHARS takes one ASCII character"),
+        (CopyOptions("csv", accept_inv_chars="é"), "ACCEPTINVCHARS takes one ASCII character"),
+        (CopyOptions("json"), "not supported"),  # type: ignore[arg-type]
+    ],
+)
+def test_rejected_option_sets_raise_before_sending(options: CopyOptions, message: str) -> None:
+    with pytest.raises(CopyOptionsError, match=message):
+        validate_copy_options(options)
+    with pytest.raises(CopyOptionsError, match=message):
+        build_copy("stg_tweets", MANIFEST, options, CopyAuthorization(iam_role_arn=ROLE))
+
+
+def test_bad_authorization_and_location_raise_clearly() -> None:
+    with pytest.raises(WarehouseError, match="iam_role_arn"):
+        build_copy("stg_tweets", MANIFEST, CopyOptions(), CopyAuthorization())
+    with pytest.raises(CopyOptionsError, match="invalid COPY authorization"):
+        build_copy("stg_tweets", MANIFEST, CopyOptions(), CopyAuthorization(iam_role_arn="not-an-arn"))
+    bad_key = CopyAuthorization(access_key_id="short", secret_access_key=SecretStr(SECRET))
+    with pytest.raises(CopyOptionsError) as caught:
+        build_copy("stg_tweets", MANIFEST, CopyOptions(), bad_key)
+    assert SECRET not in str(caught.value)
+    with pytest.raises(WarehouseError, match="not an s3:// URL"):
+        build_copy("stg_tweets", "file:///tmp/m.json", CopyOptions(), CopyAuthorization(iam_role_arn=ROLE))
+
+
+def test_schema_design_ddl_has_distkey_and_sortkey_in_bytes() -> None:
+    ddl = TABLES["tweets"].create_sql("redshift", "analytics")
+    assert ddl.startswith('CREATE TABLE IF NOT EXISTS "analytics"."tweets" (')
+    assert '"text" VARCHAR(4000)' in ddl and '"note_text" VARCHAR(65535)' in ddl
+    assert ddl.endswith('DISTSTYLE KEY DISTKEY ("tweet_id")\nCOMPOUND SORTKEY ("created_at")')
+
+
+# --- end to end: real PostgreSQL, real moto S3, COPY by the double ------------------------------------
+
+
+@pytest.fixture
+def lake(s3_bucket_block) -> S3Lake:
+    return S3Lake(s3_bucket_block)
+
+
+@pytest.fixture
+def redshift(pg_server: str, moto_server: str, request: pytest.FixtureRequest):
+    """A factory of RedshiftWarehouse on the test PostgreSQL (redshift+psycopg2, FIELD_NOTES), each in a
+    fresh schema, with `RedshiftCopyDouble` on its engine. Table design `auto`: PostgreSQL does not parse
+    DISTKEY/SORTKEY (checked compiled above, and by the contract tests on a real cluster)."""
+    made = []
+
+    def make(options: CopyOptions | None = None) -> tuple[RedshiftWarehouse, RedshiftCopyDouble]:
+        url = engine_url(pg_server, None, "redshift+psycopg2")
+        url = url.set(query={**url.query, "sslmode": "disable"})
+        schema = f"rs_{uuid.uuid4().hex[:10]}"
+        warehouse = RedshiftWarehouse(url, schema, CopyAuthorization(iam_role_arn=ROLE), options, "auto")
+        double = RedshiftCopyDouble(warehouse.engine, moto_server)
+        made.append((warehouse, double))
+        return warehouse, double
+
+    yield make
+    for warehouse, double in made:
+        double.remove()
+        warehouse.close()
+
+
+def _contents(warehouse: RedshiftWarehouse, table: str) -> list[tuple]:
+    cols = ", ".join(f'"{c}"' for c in TABLES[table].column_names)
+    return warehouse.query(f'SELECT {cols} FROM "{warehouse.schema}"."{table}" ORDER BY 1, 2, 3')
+
+
+def test_parquet_day_loads_every_table_and_reruns_to_the_same_rows(
+    redshift, lake: S3Lake, day: date, sample_frames, curate_frames, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = sample_frames(day, 150)
+    files = curate_frames(lake, day, frames, parts=2)
+    warehouse, double = redshift()
+    warehouse.ensure_tables()
+    with caplog.at_level(logging.INFO):
+        first = {name: warehouse.load_day(lake, f) for name, f in files.items()}
+    before = {name: _contents(warehouse, name) for name in TABLES}
+    second = {name: warehouse.load_day(lake, f) for name, f in files.items()}
+
+    assert {n: r.total for n, r in first.items()} == {n: f.rows for n, f in files.items()}
+    assert all(r.new == r.staged and r.updated == 0 for r in first.values())
+    assert all(r.updated == r.staged and r.new == 0 for r in second.values())
+    assert {name: _contents(warehouse, name) for name in TABLES} == before
+    assert warehouse.row_counts() == {n: f.rows for n, f in files.items()}
+
+    copied = [name for name, f in files.items() if f.rows]
+    assert len(double.statements) == 2 * len(copied)  # tables without rows that day send no COPY
+    tweets_copy = clean(double.statements[0])
+    url = lake.url(manifest_key("tweets", day, "parquet"))
+    assert tweets_copy == (f"COPY stg_tweets FROM '{url}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+                           "FORMAT AS PARQUET MANIFEST")
+    logged = [r.getMessage() for r in caplog.records if "COPY stg_tweets" in r.getMessage()]
+    assert logged and all("123456789012" not in m for m in caplog.messages)
+    assert clean(logged[0]) == "tweets: " + clean(redact(double.statements[0]))
+
+
+def test_a_table_with_no_rows_sends_no_copy(redshift, lake: S3Lake, day: date, sample_frames, curate_frames) -> None:
+    frames = sample_frames(day, 20)
+    frames["tweet_cashtags"] = frames["tweet_cashtags"].clear()
+    files = curate_frames(lake, day, frames)
+    warehouse, double = redshift()
+    warehouse.ensure_tables()
+    result = warehouse.load_day(lake, files["tweet_cashtags"])
+    assert (result.staged, result.total) == (0, 0) and double.statements == []
+
+
+def _with_hard_rows(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    tweets = frames["tweets"].with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(HARD)).otherwise(pl.col("text")).alias("text"),
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(None)).otherwise(pl.col("lang")).alias("lang"),
+    )
+    return {**frames, "tweets": tweets}
+
+
+def test_csv_manifest_keeps_quotes_newlines_emoji_rtl_and_nulls(
+    redshift, lake: S3Lake, day: date, sample_frames, curate_frames
+) -> None:
+    frames = _with_hard_rows(sample_frames(day, 60))
+    files = curate_frames(lake, day, frames, parts=2)
+    warehouse, double = redshift(CopyOptions.for_format("csv"))
+    warehouse.ensure_tables()
+    result = warehouse.load_day(lake, files["tweets"])
+    assert result.total == files["tweets"].rows == 60
+    assert "FORMAT AS CSV" in double.statements[0] and "IGNOREHEADER AS 1" in double.statements[0]
+    rows = dict(warehouse.query(f'SELECT tweet_id, text FROM "{warehouse.schema}".tweets'))
+    expected = frames["tweets"].select("tweet_id", "text").rows()
+    assert rows == dict(expected) and HARD in rows.values()
+    nulls = warehouse.query(f'SELECT COUNT(*) FROM "{warehouse.schema}".tweets WHERE lang IS NULL')[0][0]
+    assert nulls == frames["tweets"]["lang"].null_count() >= 1
+    created = warehouse.query(f'SELECT MIN(created_at) FROM "{warehouse.schema}".tweets')[0][0]
+    assert created == frames["tweets"]["created_at"].min()
+
+
+def test_copy_error_names_file_line_column_and_reason_and_commits_nothing(
+    redshift, lake: S3Lake, day: date, sample_frames, curate_frames
+) -> None:
+    frames = sample_frames(day, 40)
+    files = curate_frames(lake, day, frames)
+    warehouse, _ = redshift(CopyOptions.for_format("csv"))
+    warehouse.ensure_tables()
+    warehouse.load_day(lake, files["users"])
+    before = _contents(warehouse, "users")
+    # 65 emoji are 65 characters (PostgreSQL's VARCHAR(256) takes them) but 260 bytes: Redshift refuses.
+    users = frames["users"].with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("😀" * 65)).otherwise(pl.col("username")).alias("username")
+    )
+    files = curate_frames(lake, day, {**frames, "users": users})
+    with pytest.raises(WarehouseError) as caught:
+        warehouse.load_day(lake, files["users"])
+    message = str(caught.value)
+    key = files["users"].csv[0].key
+    csv_text = gzip.decompress(lake.read(key)).decode()
+    line = csv_text[: csv_text.index("😀" * 65)].count("\n") + 1
+    assert lake.url(key) in message and f"line {line}, column username" in message
+    assert "String length exceeds DDL length" in message and "nothing was committed" in message
+    assert _contents(warehouse, "users") == before
+
+
+def _corrupt_lang(data: bytes, tweet_id: int) -> tuple[bytes, int]:
+    """Put two invalid UTF-8 bytes at the start of the `lang` field (5th column) of `tweet_id`'s row."""
+    start = data.index(b"\n%d," % tweet_id) + 1
+    at = start
+    for _ in range(4):
+        at = data.index(b",", at) + 1
+    return data[:at] + b"\xff\xfe" + data[at:], data[:start].count(b"\n") + 1
+
+
+def test_invalid_utf8_fails_without_acceptinvchars_and_is_replaced_with_it(
+    redshift, lake: S3Lake, day: date, sample_frames, curate_frames
+) -> None:
+    frames = sample_frames(day, 30)
+    files = curate_frames(lake, day, frames)
+    key = files["tweets"].csv[0].key
+    tweet_id = frames["tweets"].filter(pl.col("lang") == "en")["tweet_id"][0]
+    data, line = _corrupt_lang(gzip.decompress(lake.read(key)), tweet_id)
+    lake.write(key, gzip.compress(data))
+
+    strict, _ = redshift(CopyOptions.for_format("csv"))
+    strict.ensure_tables()
+    with pytest.raises(WarehouseError, match=rf"line {line}, column lang .*invalid or unsupported UTF8"):
+        strict.load_day(lake, files["tweets"])
+    assert strict.row_counts()["tweets"] == 0
+
+    lenient, _ = redshift(CopyOptions.for_format("csv", accept_inv_chars="?"))
+    lenient.ensure_tables()
+    assert lenient.load_day(lake, files["tweets"]).total == 30
+    lang = lenient.query(f'SELECT lang FROM "{lenient.schema}".tweets WHERE tweet_id = :t', {"t": tweet_id})
+    assert lang == [("??en",)]
+
+
+def test_staged_rows_must_equal_the_manifest_record_count(
+    redshift, lake: S3Lake, day: date, sample_frames, curate_frames
+) -> None:
+    files = curate_frames(lake, day, sample_frames(day, 30))
+    key = files["tweets"].manifests["parquet"]
+    manifest = orjson.loads(lake.read(key))
+    manifest["meta"]["record_count"] += 1
+    lake.write(key, orjson.dumps(manifest))
+    warehouse, _ = redshift()
+    warehouse.ensure_tables()
+    with pytest.raises(WarehouseError, match="COPY loaded 30 rows but the manifest lists 31"):
+        warehouse.load_day(lake, files["tweets"])
+    assert warehouse.row_counts()["tweets"] == 0
+
+
+def test_missing_mandatory_file_fails_the_copy(redshift, lake: S3Lake, day: date, sample_frames, curate_frames) -> None:
+    files = curate_frames(lake, day, sample_frames(day, 30))
+    lake.delete(files["tweets"].keys("parquet"))
+    warehouse, _ = redshift()
+    warehouse.ensure_tables()
+    with pytest.raises(WarehouseError, match="mandatory file .* not found"):
+        warehouse.load_day(lake, files["tweets"])
+
+
+def test_migration_adds_new_columns_and_keeps_rows(redshift) -> None:
+    warehouse, _ = redshift()
+    ddl = warehouse.design(TABLES["users"]).create_sql("redshift", warehouse.schema)
+    old = ddl.replace('    "location" VARCHAR(400),\n', "")
+    assert old != ddl
+    insert = (f'INSERT INTO "{warehouse.schema}".users (user_id, fetched_at, dt) '
+              "VALUES (7, now(), DATE '2026-11-01')")
+    warehouse.execute_script([f'CREATE SCHEMA "{warehouse.schema}"', old, insert])
+    warehouse.ensure_tables()
+    columns = [r[0] for r in warehouse.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = 'users' "
+        "ORDER BY ordinal_position", {"s": warehouse.schema})]
+    assert set(columns) == set(TABLES["users"].column_names) and columns[-1] == "location"
+    assert warehouse.query(f'SELECT user_id, location FROM "{warehouse.schema}".users') == [(7, None)]
+    warehouse.ensure_tables()  # idempotent
+
+
+def test_block_selects_authorization_and_fails_clearly_without_one() -> None:
+    from blocks.warehouse import Warehouse as WarehouseBlock
+
+    block = WarehouseBlock(kind="redshift", url="redshift+redshift_connector://loader@example.invalid:5439/dev",
+                           password=SecretStr("pw-never-logged"), iam_role_arn=ROLE, copy_format="csv")
+    warehouse = redshift_from_block(block)
+    assert warehouse.auth.iam_role_arn == ROLE and warehouse.options == CopyOptions.for_format("csv")
+    assert "pw-never-logged" not in warehouse.describe() and "***" in warehouse.describe()
+    with pytest.raises(WarehouseError, match="iam_role_arn"):
+        redshift_from_block(WarehouseBlock(kind="redshift", url=block.url))
+
+
+def test_block_with_an_aws_credentials_block_copies_with_masked_keys(prefect_server) -> None:
+    from prefect_aws import AwsCredentials
+
+    from blocks.warehouse import Warehouse as WarehouseBlock
+
+    name = f"copy-keys-{uuid.uuid4().hex[:8]}"
+    AwsCredentials(aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, aws_session_token=TOKEN).save(name)
+    block = WarehouseBlock(kind="redshift", url="redshift+redshift_connector://loader@example.invalid:5439/dev",
+                           aws_credentials_block=name)
+    warehouse = redshift_from_block(block)
+    copy = build_copy("stg_tweets", MANIFEST, warehouse.options, warehouse.auth)
+    assert f"aws_secret_access_key={SECRET};token={TOKEN}" in copy.sql
+    assert SECRET not in copy.masked and TOKEN not in copy.masked and SECRET not in repr(warehouse.auth)
+    with pytest.raises(WarehouseError, match="was not found"):
+        redshift_from_block(WarehouseBlock(kind="redshift", url=block.url, aws_credentials_block="no-such-block"))
+
+
+# --- contract tests: a real cluster, only when one is configured ---------------------------------------
+
+CONTRACT_ENV = ("REDSHIFT_URL", "REDSHIFT_IAM_ROLE_ARN", "X_LAKE_BUCKET")
+missing = [v for v in CONTRACT_ENV if not os.environ.get(v)]
+
+
+@pytest.fixture
+def cluster(day: date):
+    """A RedshiftWarehouse on the cluster in REDSHIFT_URL (password there or in WAREHOUSE_PASSWORD), a
+    fresh schema, and a fresh folder of X_LAKE_BUCKET (AWS credentials from the environment)."""
+    from prefect_aws import AwsCredentials, S3Bucket
+
+    folder = f"x-pipeline-contract/{uuid.uuid4().hex[:10]}"
+    lake = S3Lake(S3Bucket(bucket_name=os.environ["X_LAKE_BUCKET"], bucket_folder=folder,
+                           credentials=AwsCredentials()))
+    url = engine_url(os.environ["REDSHIFT_URL"], os.environ.get("WAREHOUSE_PASSWORD"))
+    schema = f"x_contract_{uuid.uuid4().hex[:8]}"
+    made: list[RedshiftWarehouse] = []
+
+    def make(options: CopyOptions | None = None) -> RedshiftWarehouse:
+        made.append(RedshiftWarehouse(url, schema, CopyAuthorization(iam_role_arn=os.environ["REDSHIFT_IAM_ROLE_ARN"]),
+                                      options))
+        return made[-1]
+
+    yield make, lake
+    for warehouse in made:
+        warehouse.execute_script([f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'])
+        warehouse.close()
+    lake.delete(list(lake.list("")))
+
+
+@pytest.mark.redshift
+@pytest.mark.skipif(bool(missing), reason=f"contract tests need a real Redshift cluster: set {', '.join(missing)}")
+def test_contract_parquet_and_csv_days_load_and_rerun(cluster, day: date, sample_frames, curate_frames) -> None:
+    make, lake = cluster
+    frames = _with_hard_rows(sample_frames(day, 200))
+    files = curate_frames(lake, day, frames, parts=2)
+    parquet = make()
+    parquet.ensure_tables()
+    for f in files.values():
+        parquet.load_day(lake, f)
+        parquet.load_day(lake, f)
+    assert parquet.row_counts() == {n: f.rows for n, f in files.items()}
+    design = parquet.query('SELECT diststyle, sortkey1 FROM svv_table_info WHERE "schema" = :s AND "table" = :t',
+                           {"s": parquet.schema, "t": "tweets"})
+    assert [(d.strip(), k.strip()) for d, k in design] == [("KEY(tweet_id)", "created_at")]
+    parquet.execute_script([f'ALTER TABLE "{parquet.schema}".users DROP COLUMN location'])
+    parquet.ensure_tables()  # the migration adds it back, keeping every row
+    assert parquet.row_counts()["users"] == files["users"].rows
+    assert parquet.query(f'SELECT COUNT(location) FROM "{parquet.schema}".users') == [(0,)]
+    csv = make(CopyOptions.for_format("csv"))
+    assert csv.load_day(lake, files["tweets"]).total == files["tweets"].rows
+    rows = dict(csv.query(f'SELECT tweet_id, text FROM "{csv.schema}".tweets'))
+    assert HARD in rows.values()
+    nulls = csv.query(f'SELECT COUNT(*) FROM "{csv.schema}".tweets WHERE lang IS NULL')[0][0]
+    assert nulls == frames["tweets"]["lang"].null_count()
+
+
+@pytest.mark.redshift
+@pytest.mark.skipif(bool(missing), reason=f"contract tests need a real Redshift cluster: set {', '.join(missing)}")
+def test_contract_copy_error_is_read_from_sys_load_error_detail(cluster, day: date, sample_frames,
+                                                                 curate_frames) -> None:
+    make, lake = cluster
+    frames = sample_frames(day, 30)
+    files = curate_frames(lake, day, frames)
+    key = files["tweets"].csv[0].key
+    tweet_id = frames["tweets"].filter(pl.col("lang") == "en")["tweet_id"][0]
+    data, line = _corrupt_lang(gzip.decompress(lake.read(key)), tweet_id)
+    lake.write(key, gzip.compress(data))
+    warehouse = make(CopyOptions.for_format("csv"))
+    warehouse.ensure_tables()
+    with pytest.raises(WarehouseError) as caught:
+        warehouse.load_day(lake, files["tweets"])
+    assert lake.url(key) in str(caught.value) and f"line {line}, column lang" in str(caught.value)
+    assert warehouse.row_counts()["tweets"] == 0
+
