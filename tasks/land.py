@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from tasks.bucket import Bucket, StoredObject
+from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.source import FetchedPage, PageSource
 
 
@@ -127,6 +127,7 @@ def landed_raw_keys(bucket: Bucket, day: date, source: str | None = None) -> lis
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=10),
     retry_jitter_factor=0.5,
+    retry_condition_fn=retry_unless_bucket_error,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
