@@ -25,7 +25,7 @@ SECRETS = {
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    return subprocess.run(args, check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
 
 
 def test_create_saves_the_blocks_idempotently_without_showing_secrets(prefect_server: None, moto_server: str) -> None:
