@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -55,6 +56,7 @@ class S3Lake(Bucket):
         self.bucket_name = block.bucket_name
         self.folder = (block.bucket_folder or "").strip("/")
         self._client: Any = None
+        self._client_lock = threading.Lock()  # parts upload on several threads; build one client
 
     @staticmethod
     def accepts(block: object) -> bool:
@@ -69,14 +71,16 @@ class S3Lake(Bucket):
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            credentials = self.block.credentials
-            params = credentials.aws_client_parameters.get_params_override()
-            params["config"] = DEFAULT_CLIENT_CONFIG.merge(params["config"]) if "config" in params else DEFAULT_CLIENT_CONFIG
-            if credentials.region_name:
-                params["region_name"] = credentials.region_name
-            self._client = credentials.get_boto3_session().client("s3", **params)
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                credentials = self.block.credentials
+                params = credentials.aws_client_parameters.get_params_override()
+                block_config = params.get("config")
+                params["config"] = DEFAULT_CLIENT_CONFIG.merge(block_config) if block_config else DEFAULT_CLIENT_CONFIG
+                if credentials.region_name:
+                    params["region_name"] = credentials.region_name
+                self._client = credentials.get_boto3_session().client("s3", **params)
+            return self._client
 
     def _key(self, key: str) -> str:
         return f"{self.folder}/{key}" if self.folder else key
