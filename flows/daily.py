@@ -18,7 +18,7 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 
-from tasks.bucket import load_bucket
+from tasks.bucket import BucketError, load_bucket
 from tasks.curate import curate_day
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, SampleSource
@@ -162,4 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BucketError as exc:  # a setting the user has to fix: say which, without a stack trace
+        sys.exit(f"error: {exc}")
