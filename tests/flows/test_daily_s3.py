@@ -84,3 +84,15 @@ def test_daily_on_s3_blocks_twice_leaves_the_same_objects(
     assert "landed" in seen
     seen += _server_logs_and_artifacts(started)
     assert SECRET not in seen
+
+
+def test_cli_with_a_missing_bucket_block_ends_with_a_clear_error(prefect_server: None, tmp_path: Path) -> None:
+    cli = subprocess.run(
+        [sys.executable, "-m", "flows.daily", "--bucket-block", "s3-bucket/no-such-lake", "--local-root", str(tmp_path)],
+        check=False, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert cli.returncode == 1
+    last_line = cli.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: bucket block 's3-bucket/no-such-lake' was not found"), cli.stderr[-2000:]
+    assert "python -m blocks.create" in last_line
