@@ -31,7 +31,8 @@ DEFAULT_CLIENT_CONFIG = Config(
     read_timeout=60,
 )
 
-# Error codes that no retry can fix: the user has to change the block, the bucket or the IAM policy.
+# Error codes that no retry can fix, with what to tell the user (who has to change the block, the bucket
+# or the IAM policy). Codes not listed here that come with a 4xx status fail at once too.
 PERMANENT_ERROR_CODES = {
     "AccessDenied": "access denied: the credentials lack permission for this operation (see README, IAM)",
     "AllAccessDisabled": "all access to this bucket has been disabled",
@@ -45,6 +46,19 @@ PERMANENT_ERROR_CODES = {
     "PermanentRedirect": "the bucket is in another region than the client (set region_name)",
     "InvalidBucketName": "the bucket name is not valid",
     "NoSuchKey": "the object does not exist",
+}
+
+# Client errors (4xx) that another attempt may get past; any other 4xx is the request's own fault.
+TRANSIENT_CLIENT_ERRORS = {
+    "BadDigest",  # the body changed in transit
+    "IncompleteBody",
+    "OperationAborted",  # a conflicting operation on the bucket is in progress
+    "RequestTimeout",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
 }
 
 T = TypeVar("T")
@@ -97,15 +111,11 @@ class S3Lake(Bucket):
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "")) or "unknown"
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in PERMANENT_ERROR_CODES:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code in PERMANENT_ERROR_CODES or (400 <= status < 500 and code not in TRANSIENT_CLIENT_ERRORS):
+                reason = PERMANENT_ERROR_CODES.get(code) or error.get("Message") or "the request was rejected"
                 raise BucketError(
-                    f"{operation} {where} failed ({code}): {PERMANENT_ERROR_CODES[code]}; "
-                    f"bucket {self.bucket_name!r}, {self.block_label}"
-                ) from None
-            if code in {"403", "Forbidden"} or status == 403:
-                raise BucketError(
-                    f"{operation} {where} failed (HTTP 403 {code}): access denied; "
+                    f"{operation} {where} failed ({code}, HTTP {status}): {reason}; "
                     f"bucket {self.bucket_name!r}, {self.block_label}"
                 ) from None
             raise TransientBucketError(
