@@ -19,14 +19,14 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tasks.bucket import load_bucket
+from tasks.bucket import BucketError, load_bucket
 from tasks.catchup import days_to_process
 from tasks.curate import curate_day
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
-from tasks.source import PageSource, SampleSource
+from tasks.source import PageSource, PermanentSourceError, SampleSource
 from tasks.summary import RunSummary, build_summary, publish_summary
-from tasks.warehouse import DEFAULT_DUCKDB_PATH, load_warehouse
+from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
 from tasks.x_api import XApiSource, load_bearer_token, timeline_target
 
 DEFAULT_QUERIES = ["#DataEng", "prefect polars", "(redshift OR s3) lang:en"]
@@ -229,4 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (BucketError, PermanentSourceError, WarehouseError, FileNotFoundError) as exc:
+        # A setting or input the user has to fix: say which, without a stack trace.
+        sys.exit(f"error: {exc}")

@@ -13,12 +13,30 @@ from pathlib import Path
 
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.states import State
 
 DEFAULT_LOCAL_BUCKET = Path("data/lake")
 
 
 class BucketError(RuntimeError):
-    """A bucket operation failed for a reason the user has to fix (names the bucket, never a secret)."""
+    """A bucket operation failed for a reason the user has to fix (names the bucket, never a secret).
+
+    Retrying cannot help (access denied, no such bucket, bad keys), so tasks do not retry it.
+    """
+
+
+class TransientBucketError(RuntimeError):
+    """The bucket was unreachable or failing (5xx, throttling, timeouts) after the client's own retries;
+    the task's retries may still get through."""
+
+
+class WriteVerificationError(TransientBucketError):
+    """An object read back differs from what was written; writing it again is the remedy."""
+
+
+def retry_unless_bucket_error(task: object, task_run: object, state: State) -> bool:
+    """Prefect `retry_condition_fn`: retry any failure except a `BucketError`, which needs the user."""
+    return not isinstance(state.result(raise_on_failure=False), BucketError)
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ class LocalBucket(Bucket):
         os.replace(tmp, path)  # readers never see a half-written object, as with S3
         size = path.stat().st_size
         if size != len(data):
-            raise BucketError(f"{self.url(key)}: wrote {len(data)} bytes, found {size}")
+            raise WriteVerificationError(f"{self.url(key)}: wrote {len(data)} bytes, found {size}")
         return StoredObject(key, size)
 
     def read(self, key: str) -> bytes:

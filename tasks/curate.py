@@ -13,6 +13,7 @@ import gzip
 import io
 import shutil
 import tempfile
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,10 +24,11 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.bucket import Bucket, StoredObject
+from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_file
 from tasks.schema import TABLES, Table
 
+UPLOAD_THREADS = 4  # boto3 clients are thread-safe; a few concurrent PUTs hide per-request latency
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
 FORMATS = ("parquet", "csv")
 
@@ -124,24 +126,51 @@ class DaySpool:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _wait_for_a_free_thread(uploads: list[Future[StoredObject]]) -> None:
+    """Keep at most `UPLOAD_THREADS` encoded parts in memory, and stop at the first failed upload."""
+    pending = [f for f in uploads if not f.done()]
+    if len(pending) >= UPLOAD_THREADS:
+        wait(pending, return_when=FIRST_COMPLETED)
+    for f in uploads:
+        if f.done():
+            f.result()
+
+
 def write_table_day(bucket: Bucket, spool: DaySpool, name: str) -> TableFiles:
-    """Write one table's parts for the day, its manifests, and remove the day's stale keys."""
+    """Write one table's parts for the day, then its manifests, then remove the day's stale keys.
+
+    The day's old manifests are removed first: a run that fails half-way leaves the day without a
+    manifest rather than one listing a mix of old and new parts. Parts upload on a few threads while
+    the next part is encoded.
+    """
     table, day = TABLES[name], spool.day
     files = TableFiles(name, day)
     prefix = curated_prefix(name, day)
-    for part, frame in spool.part_frames(name):
-        if frame.is_empty():
-            continue
-        stem = f"{prefix}part-{part:05d}"
-        files.parquet.append(bucket.write(f"{stem}.parquet", parquet_bytes(frame, table)))
-        files.csv.append(bucket.write(f"{stem}.csv.gz", csv_bytes(frame)))
-        files.part_rows.append(frame.height)
-        files.rows += frame.height
-    bucket.replace_prefix(prefix, files.parquet + files.csv)
+    manifests = {fmt: manifest_key(name, day, fmt) for fmt in FORMATS}
+    bucket.delete([k for k in bucket.list(f"manifests/{name}/dt={day.isoformat()}.") if k in manifests.values()])
+    uploads: list[tuple[Future[StoredObject], Future[StoredObject]]] = []
+    pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix=f"upload-{name}")
+    try:
+        for part, frame in spool.part_frames(name):
+            if frame.is_empty():
+                continue
+            _wait_for_a_free_thread([f for pair in uploads for f in pair])
+            stem = f"{prefix}part-{part:05d}"
+            uploads.append((
+                pool.submit(bucket.write, f"{stem}.parquet", parquet_bytes(frame, table)),
+                pool.submit(bucket.write, f"{stem}.csv.gz", csv_bytes(frame)),
+            ))
+            files.part_rows.append(frame.height)
+            files.rows += frame.height
+        for parquet, csv in uploads:
+            files.parquet.append(parquet.result())
+            files.csv.append(csv.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for fmt, objects in (("parquet", files.parquet), ("csv", files.csv)):
-        key = manifest_key(name, day, fmt)
-        bucket.write(key, manifest_bytes(bucket, objects, files.part_rows))
-        files.manifests[fmt] = key
+        bucket.write(manifests[fmt], manifest_bytes(bucket, objects, files.part_rows))
+        files.manifests[fmt] = manifests[fmt]
+    bucket.replace_prefix(prefix, files.parquet + files.csv)
     return files
 
 
@@ -156,7 +185,14 @@ class CuratedDay:
     stats: NormalizeStats
 
 
-@task(name="normalize-and-curate", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="normalize-and-curate",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_bucket_error,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def curate_day(bucket: Bucket, day: date, raw_keys: list[str], parts: int = 1) -> CuratedDay:
     """Stream the day's raw files through normalize, then write every table's curated files."""
     logger = get_run_logger()

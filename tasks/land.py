@@ -20,7 +20,7 @@ from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from tasks.bucket import Bucket, StoredObject
+from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.source import FetchedPage, PageSource, PermanentSourceError, WatermarkedSource
 
 
@@ -124,8 +124,11 @@ def landed_raw_keys(bucket: Bucket, day: date, source: str | None = None) -> lis
 
 
 def retry_unless_permanent(task: object, task_run: object, state: State) -> bool:
-    """Task retries are for transient failures; a rejected token or query fails at once."""
-    return not isinstance(state.data, PermanentSourceError)
+    """Task retries are for transient failures; a rejected token or query, or a bucket the user must
+    fix (access denied, no such bucket), fails at once."""
+    if isinstance(state.result(raise_on_failure=False), PermanentSourceError):
+        return False
+    return retry_unless_bucket_error(task, task_run, state)
 
 
 @task(

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.bucket import Bucket
+from tasks.bucket import Bucket, retry_unless_bucket_error
 from tasks.curate import TableFiles
 from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
 
@@ -194,7 +194,14 @@ def warehouse_from_block(block: Any) -> Warehouse:
 _LOAD_LOCK = threading.Lock()
 
 
-@task(name="load-warehouse", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="load-warehouse",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_unless_bucket_error,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def load_warehouse(warehouse_block: str | None, bucket: Bucket, tables: dict[str, TableFiles],
                    default_path: Path = DEFAULT_DUCKDB_PATH) -> dict[str, MergeResult]:
     """Create missing tables, then merge every table's day, each in its own transaction."""
