@@ -78,8 +78,10 @@ def summary_markdown(s: RunSummary) -> str:
         f"# X pipeline run for {s.day}",
         "",
         f"- source: `{s.source}`; bucket: {s.bucket}; warehouse: {s.warehouse}",
-        f"- pages: **{s.pages}**, tweets fetched: **{s.tweets_fetched}**, partial API errors: {s.api_errors}, "
-        f"malformed pages: {s.malformed_pages}",
+        (
+            f"- pages: **{s.pages}**, tweets fetched: **{s.tweets_fetched}**, "
+            f"partial API errors: {s.api_errors}, malformed pages: {s.malformed_pages}"
+        ),
         f"- files written: {s.files_written}; skipped rows: {s.skipped or 'none'}",
         "",
         "| table | rows today | parts | new | updated | total in warehouse |",

@@ -87,7 +87,7 @@ class Warehouse(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         pass
 
     def row_counts(self) -> dict[str, int]:

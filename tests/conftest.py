@@ -27,10 +27,10 @@ os.environ.update(
 for _var in ("PREFECT_API_URL", "PREFECT_API_KEY", "AWS_PROFILE"):
     os.environ.pop(_var, None)
 
-import pytest  # noqa: E402
-from prefect.filesystems import LocalFileSystem  # noqa: E402
+import pytest
+from prefect.filesystems import LocalFileSystem
 
-from tasks.bucket import LocalBucket  # noqa: E402
+from tasks.bucket import LocalBucket
 
 DAY = date(2026, 11, 24)
 

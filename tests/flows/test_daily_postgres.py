@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from blocks.warehouse import Warehouse
 from flows.daily import daily
+from tasks.analyze import view_selects
 from tasks.schema import TABLES
 
 SECRET = "pg-password-never-logged"
@@ -42,6 +43,21 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
         messages = [log.message for log in client.read_logs()]
     assert any("tweets: staged 240" in m for m in messages)
     assert not any(SECRET in m for m in messages)
+    views = _view_rows(pg_server, schema)
+    assert set(views) == set(view_selects(None)) and all(n > 0 for n in views.values()), views
+
+
+def _view_rows(uri: str, schema: str) -> dict[str, int]:
+    """Rows of the day in every `dashboard_*` BI view the run created in the PostgreSQL schema."""
+    with psycopg2.connect(uri) as con, con.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.views WHERE table_schema = %s", (schema,))
+        names = [r[0] for r in cur.fetchall() if r[0].startswith("dashboard_")]
+        rows = {}
+        for name in names:
+            cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{name}"')
+            rows[name] = cur.fetchone()[0]
+    con.close()
+    return rows
 
 
 def _counts(uri: str, schema: str) -> dict[str, int]:
