@@ -18,7 +18,7 @@ export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT ?= false
 # The first start of the embedded server migrates a new database, which can take longer than the default 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: run test lint lock bench clean server deploy worker
+.PHONY: run test browser lint lock bench clean server deploy worker
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -31,8 +31,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced
 	$(PY) -m flows.daily $(ARGS)
 
-test: $(VENV)/.synced
+test: $(VENV)/.synced browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The dashboard test renders the page in headless Chromium (Debian's package); install it when missing
+# (about 30 s for apt-get update + install).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check flows tasks blocks tests
