@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ class TableFiles:
 
     def keys(self, fmt: str) -> list[str]:
         return [o.key for o in (self.parquet if fmt == "parquet" else self.csv)]
+
+
+def part_count(expected_rows: int, rows_per_file: int) -> int:
+    """How many parts a day of `expected_rows` is split into so a part holds about `rows_per_file` rows."""
+    return max(1, math.ceil(expected_rows / rows_per_file))
 
 
 def curated_prefix(table: str, day: date) -> str:
