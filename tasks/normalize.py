@@ -8,14 +8,13 @@ Rows that cannot be keyed (no or non-numeric id) are counted as skipped, never s
 
 from __future__ import annotations
 
-import gzip
-import io
 from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
+from isal import igzip
 
 from tasks.schema import (
     TABLES,
@@ -93,8 +92,8 @@ RAW_LINE_SCHEMA = pa.schema(
         ),
     }
 )
-_PARSE = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
-_READ = pajson.ReadOptions(block_size=16 << 20)
+RAW_PARSE_OPTIONS = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
+RAW_READ_OPTIONS = pajson.ReadOptions(block_size=16 << 20)
 _TS = pl.Datetime("us", "UTC")
 
 
@@ -126,18 +125,23 @@ def _int_id(col: str) -> pl.Expr:
 
 
 def _parse(raw: bytes) -> pl.DataFrame:
-    table = pajson.read_json(io.BytesIO(raw), read_options=_READ, parse_options=_PARSE)
+    table = pajson.read_json(pa.BufferReader(raw), read_options=RAW_READ_OPTIONS, parse_options=RAW_PARSE_OPTIONS)
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 
+def _plain(data: bytes) -> bytes:
+    # ISA-L's gzip reads the same format as the standard library's, with about a third less CPU.
+    return igzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
 def read_raw_pages(data: bytes) -> tuple[pl.DataFrame, int]:
-    """Parse one gzip JSON-lines raw file into a frame with one row per page.
+    """Parse gzip (or plain) JSON lines of raw pages into a frame with one row per page.
 
     Returns the frame and how many lines did not fit the page shape (e.g. `data` not a list); those
     are left out of the frame and counted, while the file itself stays in the bucket untouched.
     """
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    if not raw.strip():
+    raw = _plain(data)
+    if not raw or raw.isspace():
         return pl.from_arrow(RAW_LINE_SCHEMA.empty_table()), 0  # type: ignore[return-value]
     try:
         return _parse(raw), 0
@@ -160,7 +164,14 @@ def read_raw_file(data: bytes) -> pl.DataFrame:
 
 def normalize_raw_file(data: bytes, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
     """`normalize_pages` over one raw file, counting pages that do not have the X API v2 shape."""
-    pages, bad = read_raw_pages(data)
+    return normalize_raw_files([data], day)
+
+
+def normalize_raw_files(files: list[bytes], day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
+    """`normalize_pages` over several raw files at once: fewer, larger frames cost less per row."""
+    parsed = [read_raw_pages(data) for data in files]
+    pages = pl.concat([frame for frame, _ in parsed], rechunk=False) if parsed else read_raw_pages(b"")[0]
+    bad = sum(n for _, n in parsed)
     frames, stats = normalize_pages(pages, day)
     stats.skip("page not in the X API v2 shape", bad)
     stats.pages += bad
@@ -277,11 +288,12 @@ def _ts_struct(struct: str, name: str) -> pl.Expr:
 
 
 def deduplicate(frame: pl.DataFrame, table_name: str) -> pl.DataFrame:
-    """One row per primary key: the most recently fetched wins (the freshest counts), then sorted by key."""
-    table = TABLES[table_name]
+    """One row per primary key: the most recently fetched wins (the freshest counts), then sorted by key.
+
+    One stable sort by key then fetch time (ties keep arrival order) and a keep-the-last-of-each-key
+    filter: several times cheaper than sort + hash `unique` + sort.
+    """
+    key = list(TABLES[table_name].primary_key)
     order = next((c for c in ("fetched_at", "observed_at") if c in frame.columns), None)
-    if order:
-        frame = frame.sort(order, nulls_last=False, maintain_order=True)
-    return frame.unique(subset=list(table.primary_key), keep="last", maintain_order=False).sort(
-        list(table.primary_key)
-    )
+    frame = frame.sort([*key, order] if order else key, nulls_last=False, maintain_order=True)
+    return frame.filter(pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(-1)) for k in key]))
