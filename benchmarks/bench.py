@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ class CaseResult:
     raw_files: int
     seconds: float  # the work itself, timed inside the child (imports and start-up excluded)
     process_seconds: float  # the whole child process, start-up included
+    cpu_seconds: float  # user + system CPU of the whole child process, every thread
     peak_rss_mib: float
     detail: dict[str, Any]
 
@@ -183,8 +185,8 @@ def generate(root: Path, n_tweets: int, seed: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "keys": landed.keys, "bytes": landed.bytes}
 
 
-def run_child(*case_args: str) -> tuple[dict[str, Any], float, float]:
-    """Run `bench.py --case ...` in a new process: its JSON result, wall seconds and peak RSS in MiB.
+def run_child(*case_args: str) -> tuple[dict[str, Any], float, resource.struct_rusage]:
+    """Run `bench.py --case ...` in a new process: its JSON result, wall seconds and resource usage.
 
     The driver imports only the standard library: a child's peak RSS starts from its parent's at
     exec, so a heavy driver would be counted in every case.
@@ -199,14 +201,14 @@ def run_child(*case_args: str) -> tuple[dict[str, Any], float, float]:
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"benchmark case {case_args[1]} failed with exit code {proc.returncode}")
-    return json.loads(stdout.decode().strip().splitlines()[-1]), seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    return json.loads(stdout.decode().strip().splitlines()[-1]), seconds, usage
 
 
 def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, expected_tweets: int,
              rows_per_file: int) -> CaseResult:
     keys_file = workdir / f"{name}.keys.json"
     keys_file.write_text(json.dumps(keys))
-    result, process_seconds, peak_rss_mib = run_child(
+    result, process_seconds, usage = run_child(
         "--case", case, "--root", str(root), "--keys-file", str(keys_file), "--out", str(workdir / f"{name}.out"),
         "--expected-tweets", str(expected_tweets), "--rows-per-file", str(rows_per_file),
     )
@@ -216,7 +218,8 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
         raw_files=len(keys),
         seconds=result.pop("seconds"),
         process_seconds=process_seconds,
-        peak_rss_mib=peak_rss_mib,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024,  # Linux reports KiB
         detail=result,
     )
 
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rows-per-file", type=int, default=250_000, help="as the flow's --rows-per-file")
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--workdir", type=Path, help="where the generated lake goes (default: a temp folder)")
-    p.add_argument("--keep", action="store_true", help="keep the generated lake")
+    p.add_argument("--keep", action="store_true", help="keep the generated lake in --workdir and reuse it next time")
     # internal: run one case in this (child) process
     p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
@@ -258,16 +261,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     small = args.small_tweets or max(1, args.tweets // 10)
+    # With --keep the lake stays in --workdir, named by size and seed, and a later run reuses it.
     workdir = Path(tempfile.mkdtemp(prefix="x-pipeline-bench-", dir=args.workdir))
-    lake = workdir / "lake"
+    lake = (args.workdir / f"lake-{args.tweets}-seed{args.seed}") if args.keep and args.workdir else workdir / "lake"
+    landed_file = lake / "landed.json"
     started_at = datetime.now(UTC)
     info = {"machine": machine(), "versions": versions()}
     try:
-        print(f"generating {args.tweets:,} tweets (seed {args.seed}) into {lake} ...", flush=True)
-        landed, _, _ = run_child("--case", "generate", "--root", str(lake), "--expected-tweets", str(args.tweets),
-                                 "--seed", str(args.seed))
+        if landed_file.exists():
+            landed = json.loads(landed_file.read_text())
+            print(f"reusing {args.tweets:,} generated tweets in {lake}", flush=True)
+        else:
+            print(f"generating {args.tweets:,} tweets (seed {args.seed}) into {lake} ...", flush=True)
+            landed, _, _ = run_child("--case", "generate", "--root", str(lake), "--expected-tweets",
+                                     str(args.tweets), "--seed", str(args.seed))
+            landed_file.write_text(json.dumps(landed))
         keys, raw_bytes, gen_seconds = landed["keys"], landed["bytes"], landed["seconds"]
-        print(f"  {len(keys)} raw files, {raw_bytes / 2**20:.0f} MiB gzip, {gen_seconds:.1f} s", flush=True)
+        print(f"  {len(keys)} raw files, {raw_bytes / 2**20:.0f} MiB gzip, generated in {gen_seconds:.1f} s",
+              flush=True)
         # Raw files hold 50 pages of 100 tweets: the first files make the smaller day.
         small_keys = keys[: max(1, -(-small // 5000))]
         runs: list[CaseResult] = []
@@ -280,11 +291,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"running {name} on {len(case_keys)} raw files ...", flush=True)
             runs.append(run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file))
             r = runs[-1]
-            print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB",
-                  flush=True)
+            print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB, "
+                  f"{r.cpu_seconds:.1f} CPU s", flush=True)
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(lake, ignore_errors=True)
 
     by = {r.case: r for r in runs}
     pipeline, baseline, floor, pipeline_small = by["pipeline"], by["baseline"], by["floor"], by["pipeline_small"]
@@ -325,9 +337,10 @@ def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
     m = report["machine"]
     print(f"\n{report['tweets']:,} tweets, {m['cpus']} CPUs, {m['memory_gib']} GiB, load "
           f"{m['load_average_before'][0]:.1f} -> {m['load_average_after'][0]:.1f}, {report['started_at']}")
-    print(f"{'case':<16}{'tweets':>11}{'seconds':>10}{'tweets/s':>12}{'peak RSS MiB':>14}")
+    print(f"{'case':<16}{'tweets':>11}{'seconds':>10}{'tweets/s':>12}{'peak RSS MiB':>14}{'CPU s':>8}")
     for r in runs:
-        print(f"{r.case:<16}{r.tweets:>11,}{r.seconds:>10.1f}{r.tweets_per_second:>12,.0f}{r.peak_rss_mib:>14,.0f}")
+        print(f"{r.case:<16}{r.tweets:>11,}{r.seconds:>10.1f}{r.tweets_per_second:>12,.0f}{r.peak_rss_mib:>14,.0f}"
+              f"{r.cpu_seconds:>8.1f}")
     ratios, met = report["ratios"], report["targets_met"]
 
     def flag(key: str) -> str:

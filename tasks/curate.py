@@ -86,12 +86,14 @@ def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """RFC 4180 CSV, UTF-8, header, `"` doubled inside quotes; null is an empty unquoted field and an
     empty string is `""`, which PostgreSQL's and Redshift's CSV readers both keep apart."""
+    # Timestamps formatted by polars' vectorized `to_string` cost about half of `write_csv`'s own formatting.
+    timestamps = [c for c, dtype in frame.schema.items() if dtype == pl.Datetime("us", "UTC")]
+    frame = frame.with_columns(pl.col(timestamps).dt.to_string(CSV_DATETIME_FORMAT))
     buf = io.BytesIO()
     frame.write_csv(
         buf,
         include_header=True,
         quote_style="necessary",
-        datetime_format=CSV_DATETIME_FORMAT,
         date_format="%Y-%m-%d",
         line_terminator="\n",
     )
@@ -167,7 +169,7 @@ def default_workers() -> int:
 
 
 def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """`map` on a thread pool, in order, with at most `workers + 1` items in flight (bounded memory).
+    """`map` on a thread pool, in order, with at most `2 * workers` items in flight (bounded memory).
 
     `concurrent.futures.Executor.map` submits every item up front, which would hold the whole day.
     Polars, Arrow and zlib release the GIL, so threads use every core without copying data.
@@ -179,7 +181,7 @@ def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iter
         pending: deque[Future[R]] = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
-            if len(pending) > workers:
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()

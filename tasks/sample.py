@@ -29,10 +29,7 @@ HARD_TEXTS: tuple[str, ...] = (
     '"Quoted", comma, and\r\nCRLF line break; backslash \\ and tab\there',
     "Trailing newline and a lone quote \" inside\n",
 )
-WORDS = (
-    "data pipeline prefect polars redshift s3 lake warehouse dashboard daily batch stream "
-    "schema merge load copy manifest parquet csv tweet metrics python cloud analytics sql"
-).split()
+WORDS = ["data", "pipeline", "prefect", "polars", "redshift", "s3", "lake", "warehouse", "dashboard", "daily", "batch", "stream", "schema", "merge", "load", "copy", "manifest", "parquet", "csv", "tweet", "metrics", "python", "cloud", "analytics", "sql"]
 TAGS = ("DataEng", "Python", "Prefect", "AWS", "Redshift", "polars", "OpenSource", "BigData", "ETL")
 LANGS = ("en", "en", "en", "en", "es", "fr", "de", "ja", "ar", "pt")
 DOMAINS = ("example.com", "docs.prefect.io", "aws.amazon.com", "pola.rs", "github.com")
