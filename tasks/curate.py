@@ -79,7 +79,9 @@ def manifest_key(table: str, day: date, fmt: str) -> str:
 def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
     buf = io.BytesIO()
     # Written through Arrow with the schema module's Arrow schema, so nullability and types match DDL.
-    pq.write_table(frame.to_arrow().cast(table.arrow_schema), buf, compression="zstd")
+    # Ids, counts and timestamps are nearly unique: dictionary-encoding them costs CPU and grows the file.
+    dictionary = [c.name for c in table.columns if c.kind in ("string", "date", "bool")]
+    pq.write_table(frame.to_arrow().cast(table.arrow_schema), buf, compression="zstd", use_dictionary=dictionary)
     return buf.getvalue()
 
 
@@ -269,6 +271,7 @@ def curate_raw_files(
     parts: int = 1,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
     workers: int | None = None,
+    batch_bytes: int = RAW_BATCH_BYTES,
 ) -> CuratedDay:
     """Stream the day's raw files through normalize, then write every table's curated files.
 
@@ -289,7 +292,7 @@ def curate_raw_files(
 
     try:
         done = 0
-        for keys, batch_stats in _bounded_map(normalize_batch, _raw_batches(bucket, raw_keys, RAW_BATCH_BYTES), workers):
+        for keys, batch_stats in _bounded_map(normalize_batch, _raw_batches(bucket, raw_keys, batch_bytes), workers):
             stats.add(batch_stats)
             done += len(keys)
             logger.info("normalized %s (%d/%d files): %d tweets", keys[-1], done, len(raw_keys), batch_stats.tweets_seen)
