@@ -1,8 +1,8 @@
 """Curated files: per table per day, Parquet and gzip CSV part files plus COPY manifests.
 
-Batches of normalized rows are spooled to local Parquet, split into parts by the table's integer key
-(`key % parts`), so a tweet seen on two pages lands in one part and each part is deduplicated on its
-own: memory stays bounded by a part, not by the day. Each part is written to the bucket as
+Raw files are normalized in batches on worker threads; each batch's rows are spooled to local disk,
+split into parts by the table's integer key (`key % parts`), so a tweet seen on two pages lands in one
+part and each part is deduplicated on its own: memory stays bounded by a part, not by the day. Each part is written to the bucket as
 `curated/<table>/dt=D/part-NNNNN.parquet` and `.csv.gz`; a manifest per format lists the exact keys
 (Redshift's `MANIFEST VERBOSE` layout: url, mandatory, content_length and record_count).
 """
@@ -167,14 +167,15 @@ class DaySpool:
 
 def default_workers() -> int:
     """One worker per core this process may use, at most 4 (each holds a batch or a part in memory)."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """`map` on a thread pool, in order, with at most `2 * workers` items in flight (bounded memory).
 
     `concurrent.futures.Executor.map` submits every item up front, which would hold the whole day.
-    Polars, Arrow and zlib release the GIL, so threads use every core without copying data.
+    Polars and Arrow release the GIL while they work, so threads use every core without copying data.
     """
     if workers <= 1:
         yield from map(fn, items)
