@@ -37,9 +37,9 @@ from tasks.schema import TABLES, Table
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
 FORMATS = ("parquet", "csv")
 CSV_GZIP_LEVEL = 2  # ISA-L's levels are 0-3; its default 2 compresses a little better than zlib's 1
-# Raw files are parsed and normalized a few MiB (compressed) at a time: fewer, larger batches cost less
+# Raw files are parsed and normalized about 8 MiB (compressed) at a time: fewer, larger batches cost less
 # per row, while one batch in flight per worker keeps memory bounded.
-RAW_BATCH_BYTES = 4 << 20
+RAW_BATCH_BYTES = 8 << 20
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
