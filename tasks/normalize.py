@@ -210,10 +210,9 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     tweets_raw = pages.select("_source", "_query", "fetched_at", "_data").explode("_data").drop_nulls("_data")
     tweets_raw = tweets_raw.unnest("_data")
     stats.tweets_seen = tweets_raw.height
-    tweets_raw = tweets_raw.with_columns(_int_id("id").alias("tweet_id"))
-    bad = tweets_raw.filter(pl.col("tweet_id").is_null())
-    stats.skip("tweet without a numeric id", bad.height)
-    tweets_raw = tweets_raw.filter(pl.col("tweet_id").is_not_null())
+    tweets_raw = _drop_counted(
+        tweets_raw.with_columns(_int_id("id").alias("tweet_id")), "tweet_id", "tweet without a numeric id", stats
+    )
 
     metrics = pl.col("public_metrics")
     counts = [
@@ -275,14 +274,14 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     ):
         spans = entities.select("tweet_id", field_name).explode(field_name).drop_nulls(field_name).unnest(field_name)
         frame = spans.select("tweet_id", pl.col("start").alias("start_pos"), pl.col("end").alias("end_pos"), *cols, dt)
-        stats.skip(f"{field_name} entity without a start", frame.filter(pl.col("start_pos").is_null()).height)
-        out[table.name] = frame.drop_nulls("start_pos")
+        out[table.name] = _drop_counted(frame, "start_pos", f"{field_name} entity without a start", stats)
 
     users_raw = pages.select("fetched_at", "_users").explode("_users").drop_nulls("_users").unnest("_users")
-    users_raw = users_raw.with_columns(_int_id("id").alias("user_id"))
-    stats.skip("user without a numeric id", users_raw.filter(pl.col("user_id").is_null()).height)
+    users_raw = _drop_counted(
+        users_raw.with_columns(_int_id("id").alias("user_id")), "user_id", "user without a numeric id", stats
+    )
     upm = pl.col("public_metrics")
-    out[USERS.name] = users_raw.drop_nulls("user_id").select(
+    out[USERS.name] = users_raw.select(
         "user_id",
         "username",
         "name",
@@ -296,6 +295,13 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         dt,
     )
     return {name: TABLES[name].conform(frame) for name, frame in out.items()}, stats
+
+
+def _drop_counted(frame: pl.DataFrame, column: str, reason: str, stats: NormalizeStats) -> pl.DataFrame:
+    """Rows whose `column` is null are counted as skipped and left out (a copy only when there are some)."""
+    missing = frame[column].null_count()
+    stats.skip(reason, missing)
+    return frame.drop_nulls(column) if missing else frame
 
 
 def _ts_struct(struct: str, name: str) -> pl.Expr:
