@@ -44,6 +44,10 @@ browser:
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check flows tasks blocks tests
 
+# Normalize + write benchmark (default 1,000,000 tweets, ~5 min); quick: make bench ARGS="--tweets 20000".
+bench: $(VENV)/.synced
+	$(PY) benchmarks/bench.py $(ARGS)
+
 # Re-resolve the lock after editing pyproject.toml; commit both files.
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

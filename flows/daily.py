@@ -8,7 +8,6 @@ as the bucket, a DuckDB file as the warehouse) or deploy it with `prefect deploy
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from prefect.runtime import flow_run
 
 from tasks.bucket import BucketError, load_bucket
 from tasks.catchup import days_to_process
-from tasks.curate import curate_day
+from tasks.curate import curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
@@ -98,7 +97,7 @@ def process_day(
     started = time.perf_counter()
     # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
     expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
-    curated = curate_day(bucket, day, raw_keys, parts=max(1, math.ceil(expected_rows / rows_per_file)))
+    curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
     seconds["normalize+curate"] = time.perf_counter() - started
 
     started = time.perf_counter()

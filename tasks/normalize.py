@@ -8,14 +8,13 @@ Rows that cannot be keyed (no or non-numeric id) are counted as skipped, never s
 
 from __future__ import annotations
 
-import gzip
-import io
 from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
+from isal import isal_zlib
 
 from tasks.schema import (
     TABLES,
@@ -93,8 +92,10 @@ RAW_LINE_SCHEMA = pa.schema(
         ),
     }
 )
-_PARSE = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
-_READ = pajson.ReadOptions(block_size=16 << 20)
+RAW_PARSE_OPTIONS = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
+# One thread per parse: the curate step parses several files at once on its own workers, and Arrow's
+# threads would only add overhead (about a fifth more CPU here).
+RAW_READ_OPTIONS = pajson.ReadOptions(block_size=16 << 20, use_threads=False)
 _TS = pl.Datetime("us", "UTC")
 
 
@@ -126,18 +127,36 @@ def _int_id(col: str) -> pl.Expr:
 
 
 def _parse(raw: bytes) -> pl.DataFrame:
-    table = pajson.read_json(io.BytesIO(raw), read_options=_READ, parse_options=_PARSE)
+    table = pajson.read_json(pa.BufferReader(raw), read_options=RAW_READ_OPTIONS, parse_options=RAW_PARSE_OPTIONS)
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 
+def _plain(data: bytes) -> bytes:
+    """Gunzip every member of `data` (plain bytes pass through).
+
+    ISA-L's zlib-compatible inflate: about a third less CPU than the standard library's, and unlike
+    its `igzip.decompress` it releases the GIL, so raw files inflate on every worker thread at once.
+    """
+    if data[:2] != b"\x1f\x8b":
+        return data
+    members = []
+    while data:
+        inflate = isal_zlib.decompressobj(31)  # 31: expect a gzip header and trailer
+        members.append(inflate.decompress(data))
+        if not inflate.eof:
+            raise EOFError("raw file ends before the end of its gzip stream (truncated?)")
+        data = inflate.unused_data
+    return b"".join(members) if len(members) > 1 else members[0]
+
+
 def read_raw_pages(data: bytes) -> tuple[pl.DataFrame, int]:
-    """Parse one gzip JSON-lines raw file into a frame with one row per page.
+    """Parse gzip (or plain) JSON lines of raw pages into a frame with one row per page.
 
     Returns the frame and how many lines did not fit the page shape (e.g. `data` not a list); those
     are left out of the frame and counted, while the file itself stays in the bucket untouched.
     """
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    if not raw.strip():
+    raw = _plain(data)
+    if not raw or raw.isspace():
         return pl.from_arrow(RAW_LINE_SCHEMA.empty_table()), 0  # type: ignore[return-value]
     try:
         return _parse(raw), 0
@@ -160,7 +179,14 @@ def read_raw_file(data: bytes) -> pl.DataFrame:
 
 def normalize_raw_file(data: bytes, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
     """`normalize_pages` over one raw file, counting pages that do not have the X API v2 shape."""
-    pages, bad = read_raw_pages(data)
+    return normalize_raw_files([data], day)
+
+
+def normalize_raw_files(files: list[bytes], day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
+    """`normalize_pages` over several raw files at once: fewer, larger frames cost less per row."""
+    parsed = [read_raw_pages(data) for data in files]
+    pages = pl.concat([frame for frame, _ in parsed], rechunk=False) if parsed else read_raw_pages(b"")[0]
+    bad = sum(n for _, n in parsed)
     frames, stats = normalize_pages(pages, day)
     stats.skip("page not in the X API v2 shape", bad)
     stats.pages += bad
@@ -184,10 +210,9 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     tweets_raw = pages.select("_source", "_query", "fetched_at", "_data").explode("_data").drop_nulls("_data")
     tweets_raw = tweets_raw.unnest("_data")
     stats.tweets_seen = tweets_raw.height
-    tweets_raw = tweets_raw.with_columns(_int_id("id").alias("tweet_id"))
-    bad = tweets_raw.filter(pl.col("tweet_id").is_null())
-    stats.skip("tweet without a numeric id", bad.height)
-    tweets_raw = tweets_raw.filter(pl.col("tweet_id").is_not_null())
+    tweets_raw = _drop_counted(
+        tweets_raw.with_columns(_int_id("id").alias("tweet_id")), "tweet_id", "tweet without a numeric id", stats
+    )
 
     metrics = pl.col("public_metrics")
     counts = [
@@ -249,14 +274,14 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     ):
         spans = entities.select("tweet_id", field_name).explode(field_name).drop_nulls(field_name).unnest(field_name)
         frame = spans.select("tweet_id", pl.col("start").alias("start_pos"), pl.col("end").alias("end_pos"), *cols, dt)
-        stats.skip(f"{field_name} entity without a start", frame.filter(pl.col("start_pos").is_null()).height)
-        out[table.name] = frame.drop_nulls("start_pos")
+        out[table.name] = _drop_counted(frame, "start_pos", f"{field_name} entity without a start", stats)
 
     users_raw = pages.select("fetched_at", "_users").explode("_users").drop_nulls("_users").unnest("_users")
-    users_raw = users_raw.with_columns(_int_id("id").alias("user_id"))
-    stats.skip("user without a numeric id", users_raw.filter(pl.col("user_id").is_null()).height)
+    users_raw = _drop_counted(
+        users_raw.with_columns(_int_id("id").alias("user_id")), "user_id", "user without a numeric id", stats
+    )
     upm = pl.col("public_metrics")
-    out[USERS.name] = users_raw.drop_nulls("user_id").select(
+    out[USERS.name] = users_raw.select(
         "user_id",
         "username",
         "name",
@@ -272,16 +297,24 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     return {name: TABLES[name].conform(frame) for name, frame in out.items()}, stats
 
 
+def _drop_counted(frame: pl.DataFrame, column: str, reason: str, stats: NormalizeStats) -> pl.DataFrame:
+    """Rows whose `column` is null are counted as skipped and left out (a copy only when there are some)."""
+    missing = frame[column].null_count()
+    stats.skip(reason, missing)
+    return frame.drop_nulls(column) if missing else frame
+
+
 def _ts_struct(struct: str, name: str) -> pl.Expr:
     return pl.col(struct).struct.field(name).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
 
 
 def deduplicate(frame: pl.DataFrame, table_name: str) -> pl.DataFrame:
-    """One row per primary key: the most recently fetched wins (the freshest counts), then sorted by key."""
-    table = TABLES[table_name]
+    """One row per primary key: the most recently fetched wins (the freshest counts), then sorted by key.
+
+    One stable sort by key then fetch time (ties keep arrival order) and a keep-the-last-of-each-key
+    filter: several times cheaper than sort + hash `unique` + sort.
+    """
+    key = list(TABLES[table_name].primary_key)
     order = next((c for c in ("fetched_at", "observed_at") if c in frame.columns), None)
-    if order:
-        frame = frame.sort(order, nulls_last=False, maintain_order=True)
-    return frame.unique(subset=list(table.primary_key), keep="last", maintain_order=False).sort(
-        list(table.primary_key)
-    )
+    frame = frame.sort([*key, order] if order else key, nulls_last=False, maintain_order=True)
+    return frame.filter(pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(-1)) for k in key]))

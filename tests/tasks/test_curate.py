@@ -1,14 +1,16 @@
 import gzip
 import io
+import itertools
 from datetime import date
 
 import orjson
 import polars as pl
 import psycopg2
 import pytest
+from prefect.filesystems import LocalFileSystem
 
 from tasks.bucket import LocalBucket
-from tasks.curate import DaySpool, curated_prefix, manifest_key, write_table_day
+from tasks.curate import DaySpool, curate_raw_files, curated_prefix, manifest_key, write_table_day
 from tasks.land import encode_pages
 from tasks.normalize import deduplicate, normalize_raw_file
 from tasks.sample import generate_pages
@@ -86,3 +88,29 @@ def test_hard_csv_reads_back_identically_through_postgresql_copy(
 def test_spool_requires_a_part(day: date) -> None:
     with pytest.raises(ValueError):
         DaySpool(day, 0)
+
+
+def test_parallel_curate_writes_what_one_worker_writes(tmp_path, day: date) -> None:
+    """Batches normalized on several threads and parts encoded in parallel give the same files."""
+    request = {"source": "sample", "query": "q", "fetched_at": "2026-11-24T23:59:59.999Z"}
+    pages = [FetchedPage(request=request, body=b) for b in generate_pages(day, "q", 1200, page_size=50)]
+    bounds = [0, 1, 6, 11, 16, 21, len(pages)]  # the tweet served on pages 0 and 1 is in two raw files
+    results = {}
+    for workers, batch_bytes in ((1, 1 << 30), (3, 1)):  # one batch on one thread; a batch per file on three
+        bucket = LocalBucket(LocalFileSystem(basepath=str(tmp_path / f"lake-{workers}")))
+        keys = [bucket.write(f"raw/q/part-{i:05d}.jsonl.gz", encode_pages(pages[a:b])).key
+                for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+        curated = curate_raw_files(bucket, day, keys, parts=2, workers=workers, batch_bytes=batch_bytes)
+        assert curated.stats.tweets_seen == 1201
+        results[workers] = {
+            name: pl.concat([pl.read_parquet(bucket.local_path(k)) for k in files.keys("parquet")])
+            for name, files in curated.tables.items() if files.rows
+        }
+        csv = b"".join(gzip.decompress(bucket.read(k)) for k in curated.tables["tweets"].keys("csv"))
+        results[workers]["csv"] = csv
+    assert results[1].keys() == results[3].keys()
+    for name in TABLES:
+        if name in results[1]:
+            assert results[1][name].equals(results[3][name]), name
+    assert results[1]["csv"] == results[3]["csv"]
+    assert results[1]["tweets"].height == 1200

@@ -1,0 +1,359 @@
+"""Benchmark: normalize + write N generated tweets, beside the tutorial baseline and the floor.
+
+One run lands N sample tweets as the raw gzip JSON-lines files the pipeline lands (timed on its own),
+then runs each case on that same input in its own process, so peak RSS is the case's alone
+(`os.wait4` returns the child's rusage):
+
+- `pipeline`: `tasks.curate.curate_raw_files`, the body of the flow's `curate_day` task: normalize
+  every raw file, spool, dedupe, and write Parquet + gzip CSV for every table plus manifests. It runs
+  at N tweets and at a tenth of N (the first raw files) to show that peak memory stays bounded.
+- `baseline`: the classic tutorial pipeline: `json.loads` per page, a Python dict per tweet, a list of
+  them, `pandas.DataFrame(list)`, `to_csv` (the tweets table only, which flatters it).
+- `floor`: the same raw pages read by Arrow's JSON reader and written straight to Parquet, no
+  transformation: about the least any pipeline can do with these bytes.
+
+Usage: `python benchmarks/bench.py [--tweets 1000000]` (or `make bench`); `--tweets 20000` is a quick
+run. Prints a table and the ratios and writes them as JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DAY = date(2026, 11, 24)
+QUERY = "#DataEng benchmark"
+CASES = ("generate", "pipeline", "baseline", "floor")
+TARGETS = {"speedup_vs_baseline_min": 4.0, "slowdown_vs_floor_max": 2.0, "peak_rss_gib_max": 1.5,
+           "rss_growth_max": 2.0}
+
+
+@dataclass
+class CaseResult:
+    case: str
+    tweets: int
+    raw_files: int
+    seconds: float  # the work itself, timed inside the child (imports and start-up excluded)
+    process_seconds: float  # the whole child process, start-up included
+    cpu_seconds: float  # user + system CPU of the whole child process, every thread
+    peak_rss_mib: float
+    detail: dict[str, Any]
+
+    @property
+    def tweets_per_second(self) -> float:
+        return self.tweets / self.seconds if self.seconds else 0.0
+
+
+# --- the cases, each run in a child process -------------------------------------------------------
+
+
+def run_pipeline(root: Path, keys: list[str], expected_tweets: int, rows_per_file: int) -> dict[str, Any]:
+    from prefect.filesystems import LocalFileSystem
+
+    from tasks.bucket import LocalBucket
+    from tasks.curate import curate_raw_files, part_count
+
+    bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
+    parts = part_count(expected_tweets, rows_per_file)
+    started = time.perf_counter()
+    curated = curate_raw_files(bucket, DAY, keys, parts)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "tweets": curated.stats.tweets_seen,
+        "parts": parts,
+        "rows": {name: files.rows for name, files in curated.tables.items()},
+        "bytes_written": sum(o.size for f in curated.tables.values() for o in f.parquet + f.csv),
+    }
+
+
+def run_baseline(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
+    """The tutorial way, written as tutorials write it (on purpose: this is what is being beaten)."""
+    import gzip
+
+    import pandas as pd
+
+    started = time.perf_counter()
+    rows = []
+    tweets_seen = 0
+    for key in keys:
+        for line in gzip.decompress((root / key).read_bytes()).splitlines():
+            page = json.loads(line)
+            for tweet in page["body"].get("data", []):
+                tweets_seen += 1
+                metrics = tweet.get("public_metrics", {})
+                entities = tweet.get("entities", {})
+                rows.append({
+                    "tweet_id": tweet["id"],
+                    "author_id": tweet.get("author_id"),
+                    "conversation_id": tweet.get("conversation_id"),
+                    "created_at": tweet.get("created_at"),
+                    "lang": tweet.get("lang"),
+                    "text": tweet.get("text"),
+                    "in_reply_to_user_id": tweet.get("in_reply_to_user_id"),
+                    "possibly_sensitive": tweet.get("possibly_sensitive"),
+                    "retweet_count": metrics.get("retweet_count"),
+                    "reply_count": metrics.get("reply_count"),
+                    "like_count": metrics.get("like_count"),
+                    "quote_count": metrics.get("quote_count"),
+                    "bookmark_count": metrics.get("bookmark_count"),
+                    "impression_count": metrics.get("impression_count"),
+                    "hashtags": ",".join(h["tag"] for h in entities.get("hashtags", [])),
+                    "fetched_at": page["request"]["fetched_at"],
+                })
+    df = pd.DataFrame(rows)
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+    df = df.drop_duplicates("tweet_id", keep="last")
+    df.to_csv(out, index=False)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tweets": tweets_seen, "rows": {"tweets": len(df)},
+            "bytes_written": out.stat().st_size}
+
+
+def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
+    import gzip
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    from tasks.normalize import RAW_LINE_SCHEMA
+
+    parse = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
+    read = pajson.ReadOptions(block_size=16 << 20)
+    started = time.perf_counter()
+    pages = 0
+    tweets = 0
+    with pq.ParquetWriter(out, RAW_LINE_SCHEMA, compression="zstd") as writer:
+        for key in keys:
+            table = pajson.read_json(io.BytesIO(gzip.decompress((root / key).read_bytes())),
+                                     read_options=read, parse_options=parse)
+            writer.write_table(table)
+            pages += table.num_rows
+            tweets += pc.sum(pc.list_value_length(pc.struct_field(table["body"], "data"))).as_py() or 0
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tweets": tweets, "rows": {"pages": pages}, "bytes_written": out.stat().st_size}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    root = Path(args.root)
+    keys = json.loads(Path(args.keys_file).read_text()) if args.keys_file else []
+    out = Path(args.out) if args.out else None
+    if args.case == "generate":
+        result = generate(root, args.expected_tweets, args.seed)
+    elif args.case == "pipeline":
+        result = run_pipeline(root, keys, args.expected_tweets, args.rows_per_file)
+    elif args.case == "baseline":
+        result = run_baseline(root, keys, out)
+    else:
+        result = run_floor(root, keys, out)
+    print(json.dumps(result))
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+
+def generate(root: Path, n_tweets: int, seed: int) -> dict[str, Any]:
+    """Land `n_tweets` sample tweets as raw files, exactly as the flow's fetch-and-land does."""
+    from prefect.filesystems import LocalFileSystem
+
+    from tasks.bucket import LocalBucket
+    from tasks.land import land_pages
+    from tasks.source import SampleSource
+
+    bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
+    started = time.perf_counter()
+    landed = land_pages(bucket, "sample", QUERY, DAY, SampleSource(n_tweets, seed).pages(QUERY, DAY))
+    return {"seconds": time.perf_counter() - started, "keys": landed.keys, "bytes": landed.bytes}
+
+
+def run_child(*case_args: str) -> tuple[dict[str, Any], float, resource.struct_rusage]:
+    """Run `bench.py --case ...` in a new process: its JSON result, wall seconds and resource usage.
+
+    The driver imports only the standard library: a child's peak RSS starts from its parent's at
+    exec, so a heavy driver would be counted in every case.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), *case_args]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    stdout = proc.stdout.read() if proc.stdout else b""
+    # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the max over every child so far.
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark case {case_args[1]} failed with exit code {proc.returncode}")
+    return json.loads(stdout.decode().strip().splitlines()[-1]), seconds, usage
+
+
+def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, expected_tweets: int,
+             rows_per_file: int) -> CaseResult:
+    keys_file = workdir / f"{name}.keys.json"
+    keys_file.write_text(json.dumps(keys))
+    result, process_seconds, usage = run_child(
+        "--case", case, "--root", str(root), "--keys-file", str(keys_file), "--out", str(workdir / f"{name}.out"),
+        "--expected-tweets", str(expected_tweets), "--rows-per-file", str(rows_per_file),
+    )
+    return CaseResult(
+        case=name,
+        tweets=result.pop("tweets"),
+        raw_files=len(keys),
+        seconds=result.pop("seconds"),
+        process_seconds=process_seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024,  # Linux reports KiB
+        detail=result,
+    )
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_before": os.getloadavg(),
+    }
+
+
+def versions() -> dict[str, str]:
+    return {name: metadata.version(name) for name in ("polars", "pyarrow", "pandas")}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tweets", type=int, default=1_000_000, help="tweets to generate (default 1,000,000)")
+    p.add_argument("--small-tweets", type=int, help="tweets of the memory-growth run (default: a tenth)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rows-per-file", type=int, default=250_000, help="as the flow's --rows-per-file")
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--workdir", type=Path, help="where the generated lake goes (default: a temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the generated lake in --workdir and reuse it next time")
+    # internal: run one case in this (child) process
+    p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    p.add_argument("--root", help=argparse.SUPPRESS)
+    p.add_argument("--keys-file", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--expected-tweets", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.case:
+        child_main(args)
+        return {}
+
+    small = args.small_tweets or max(1, args.tweets // 10)
+    # With --keep the lake stays in --workdir, named by size and seed, and a later run reuses it.
+    workdir = Path(tempfile.mkdtemp(prefix="x-pipeline-bench-", dir=args.workdir))
+    lake = (args.workdir / f"lake-{args.tweets}-seed{args.seed}") if args.keep and args.workdir else workdir / "lake"
+    landed_file = lake / "landed.json"
+    started_at = datetime.now(UTC)
+    info = {"machine": machine(), "versions": versions()}
+    try:
+        if landed_file.exists():
+            landed = json.loads(landed_file.read_text())
+            print(f"reusing {args.tweets:,} generated tweets in {lake}", flush=True)
+        else:
+            print(f"generating {args.tweets:,} tweets (seed {args.seed}) into {lake} ...", flush=True)
+            landed, _, _ = run_child("--case", "generate", "--root", str(lake), "--expected-tweets",
+                                     str(args.tweets), "--seed", str(args.seed))
+            landed_file.write_text(json.dumps(landed))
+        keys, raw_bytes, gen_seconds = landed["keys"], landed["bytes"], landed["seconds"]
+        print(f"  {len(keys)} raw files, {raw_bytes / 2**20:.0f} MiB gzip, generated in {gen_seconds:.1f} s",
+              flush=True)
+        # Raw files hold 50 pages of 100 tweets: the first files make the smaller day.
+        small_keys = keys[: max(1, -(-small // 5000))]
+        runs: list[CaseResult] = []
+        for case, name, case_keys, expected in (
+            ("pipeline", "pipeline_small", small_keys, small),
+            ("pipeline", "pipeline", keys, args.tweets),
+            ("baseline", "baseline", keys, args.tweets),
+            ("floor", "floor", keys, args.tweets),
+        ):
+            print(f"running {name} on {len(case_keys)} raw files ...", flush=True)
+            runs.append(run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file))
+            r = runs[-1]
+            print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB, "
+                  f"{r.cpu_seconds:.1f} CPU s", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(lake, ignore_errors=True)
+
+    by = {r.case: r for r in runs}
+    pipeline, baseline, floor, pipeline_small = by["pipeline"], by["baseline"], by["floor"], by["pipeline_small"]
+    ratios = {
+        "speedup_vs_baseline": baseline.seconds / pipeline.seconds,
+        "slowdown_vs_floor": pipeline.seconds / floor.seconds,
+        "peak_rss_gib": pipeline.peak_rss_mib / 1024,
+        "rss_growth": pipeline.peak_rss_mib / pipeline_small.peak_rss_mib,
+    }
+    met = {
+        "speedup_vs_baseline": ratios["speedup_vs_baseline"] >= TARGETS["speedup_vs_baseline_min"],
+        "slowdown_vs_floor": ratios["slowdown_vs_floor"] <= TARGETS["slowdown_vs_floor_max"],
+        "peak_rss_gib": ratios["peak_rss_gib"] < TARGETS["peak_rss_gib_max"],
+        "rss_growth": ratios["rss_growth"] <= TARGETS["rss_growth_max"],
+    }
+    info["machine"]["load_average_after"] = os.getloadavg()
+    report = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "tweets": args.tweets,
+        "small_tweets": pipeline_small.tweets,
+        "seed": args.seed,
+        **info,
+        "generation": {"seconds": gen_seconds, "raw_files": len(keys), "raw_gzip_bytes": raw_bytes},
+        "rows": [{**asdict(r), "tweets_per_second": r.tweets_per_second} for r in runs],
+        "ratios": ratios,
+        "targets": TARGETS,
+        "targets_met": met,
+    }
+    print_report(report, runs)
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / f"bench-{args.tweets}-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {path}")
+    return report
+
+
+def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
+    m = report["machine"]
+    print(f"\n{report['tweets']:,} tweets, {m['cpus']} CPUs, {m['memory_gib']} GiB, load "
+          f"{m['load_average_before'][0]:.1f} -> {m['load_average_after'][0]:.1f}, {report['started_at']}")
+    print(f"{'case':<16}{'tweets':>11}{'seconds':>10}{'tweets/s':>12}{'peak RSS MiB':>14}{'CPU s':>8}")
+    for r in runs:
+        print(f"{r.case:<16}{r.tweets:>11,}{r.seconds:>10.1f}{r.tweets_per_second:>12,.0f}{r.peak_rss_mib:>14,.0f}"
+              f"{r.cpu_seconds:>8.1f}")
+    ratios, met = report["ratios"], report["targets_met"]
+
+    def flag(key: str) -> str:
+        return "ok" if met[key] else "MISSED"
+
+    print(f"\npipeline vs baseline: {ratios['speedup_vs_baseline']:.1f}x faster (target >= 4x) "
+          f"{flag('speedup_vs_baseline')}")
+    print(f"pipeline vs floor:    {ratios['slowdown_vs_floor']:.2f}x the floor's time (target <= 2x) "
+          f"{flag('slowdown_vs_floor')}")
+    print(f"pipeline peak RSS:    {ratios['peak_rss_gib']:.2f} GiB (target < 1.5 GiB) {flag('peak_rss_gib')}")
+    print(f"RSS growth:           {ratios['rss_growth']:.2f}x from {report['small_tweets']:,} to "
+          f"{report['tweets']:,} tweets (target <= 2x) {flag('rss_growth')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Smoke test of the benchmark in quick mode: it runs end to end and reports every case.
+
+Figures are printed, never asserted (a timed test would fail on a busy machine, not on a slow pipeline).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--tweets", "20000",
+         "--results", str(tmp_path), "--workdir", str(tmp_path)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    [result_file] = tmp_path.glob("bench-20000-*.json")
+    report = json.loads(result_file.read_text())
+    rows = {r["case"]: r for r in report["rows"]}
+    assert set(rows) == {"pipeline_small", "pipeline", "baseline", "floor"}
+    for case in ("pipeline", "baseline", "floor"):
+        assert rows[case]["tweets"] >= 20000 and rows[case]["seconds"] > 0 and rows[case]["peak_rss_mib"] > 0
+    # The pipeline and the baseline read the same pages and keep one row per tweet id.
+    assert rows["pipeline"]["detail"]["rows"]["tweets"] == rows["baseline"]["detail"]["rows"]["tweets"] == 20000
+    assert rows["pipeline_small"]["tweets"] < rows["pipeline"]["tweets"]
+    assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth"}
+    assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
+    # the generated lake is removed unless --keep
+    assert not any(p.name.startswith("x-pipeline-bench-") for p in tmp_path.iterdir())
