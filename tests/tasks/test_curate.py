@@ -10,9 +10,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 
 from tasks.bucket import LocalBucket
-from tasks.curate import DaySpool, curate_raw_files, curated_prefix, manifest_key, write_table_day
+from tasks.curate import DaySpool, curate_raw_files, curated_prefix, manifest_key
 from tasks.land import encode_pages
-from tasks.normalize import deduplicate, normalize_raw_file
+from tasks.normalize import deduplicate
 from tasks.sample import generate_pages
 from tasks.schema import TABLES
 from tasks.source import FetchedPage
@@ -20,24 +20,11 @@ from tasks.source import FetchedPage
 HARD = 'He said "hi", then, well,\nleft 😀 𠜎 — مرحبا'
 
 
-def _frames(day: date, n: int = 250) -> dict[str, pl.DataFrame]:
-    request = {"source": "sample", "query": "q", "fetched_at": "2026-11-24T23:59:59.999Z"}
-    data = encode_pages(FetchedPage(request=request, body=b) for b in generate_pages(day, "q", n))
-    return normalize_raw_file(data, day)[0]
-
-
-def _curate(bucket: LocalBucket, day: date, frames: dict[str, pl.DataFrame], parts: int):
-    spool = DaySpool(day, parts)
-    try:
-        spool.add(frames)
-        return {name: write_table_day(bucket, spool, name) for name in TABLES}
-    finally:
-        spool.cleanup()
-
-
-def test_parts_manifests_and_parquet_round_trip(local_bucket: LocalBucket, day: date) -> None:
-    frames = _frames(day)
-    files = _curate(local_bucket, day, frames, parts=3)
+def test_parts_manifests_and_parquet_round_trip(
+    local_bucket: LocalBucket, day: date, sample_frames, curate_frames
+) -> None:
+    frames = sample_frames(day, 250)
+    files = curate_frames(local_bucket, day, frames, parts=3)
     tweets = files["tweets"]
     assert tweets.rows == 250 and len(tweets.parquet) == 3
     back = pl.concat([pl.read_parquet(io.BytesIO(local_bucket.read(k))) for k in tweets.keys("parquet")])
@@ -52,24 +39,26 @@ def test_parts_manifests_and_parquet_round_trip(local_bucket: LocalBucket, day: 
     assert all(e["url"].endswith(".csv.gz") for e in csv_manifest["entries"])
 
 
-def test_rerun_with_fewer_parts_leaves_no_stale_files(local_bucket: LocalBucket, day: date) -> None:
-    frames = _frames(day)
-    _curate(local_bucket, day, frames, parts=4)
-    files = _curate(local_bucket, day, frames, parts=2)
+def test_rerun_with_fewer_parts_leaves_no_stale_files(
+    local_bucket: LocalBucket, day: date, sample_frames, curate_frames
+) -> None:
+    frames = sample_frames(day, 250)
+    curate_frames(local_bucket, day, frames, parts=4)
+    files = curate_frames(local_bucket, day, frames, parts=2)
     listed = set(local_bucket.list(curated_prefix("tweets", day)))
     assert listed == set(files["tweets"].keys("parquet") + files["tweets"].keys("csv"))
 
 
 def test_hard_csv_reads_back_identically_through_postgresql_copy(
-    local_bucket: LocalBucket, day: date, pg_server: str
+    local_bucket: LocalBucket, day: date, pg_server: str, sample_frames, curate_frames
 ) -> None:
-    frames = _frames(day, 120)
+    frames = sample_frames(day, 120)
     tweets = frames["tweets"].with_columns(
         pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(HARD)).otherwise(pl.col("text")).alias("text"),
         pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("")).otherwise(pl.col("lang")).alias("lang"),
     )
     frames["tweets"] = tweets
-    files = _curate(local_bucket, day, frames, parts=1)
+    files = curate_frames(local_bucket, day, frames, parts=1)
     data = gzip.decompress(local_bucket.read(files["tweets"].keys("csv")[0]))
     with psycopg2.connect(pg_server) as con, con.cursor() as cur:
         cur.execute(TABLES["tweets"].create_sql("postgresql", name="csv_check").replace(
