@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from tasks.schema import METRIC_TABLES, Dialect, qualified, quote_ident
+from tasks.schema import METRIC_TABLES, qualified, quote_ident
+from tasks.warehouse import Warehouse
 
 DEFAULT_TOP_N = 20
 SENTIMENT_INSERT_BATCH = 500
@@ -29,17 +30,6 @@ POSITIVE_AT, NEGATIVE_AT = 0.05, -0.05
 SCORED_LANGS = frozenset({"en"})
 NOT_SCORED = "not scored"
 UNKNOWN_LANG = "unknown"
-
-
-class SqlWarehouse(Protocol):
-    """The part of `tasks.warehouse.Warehouse` analysis needs: SQL in, rows out, scripts in one transaction."""
-
-    dialect: Dialect
-    schema: str | None
-
-    def query(self, sql: str, params: Any = None) -> list[tuple]: ...
-
-    def execute_script(self, statements: list[str]) -> None: ...
 
 
 @dataclass
@@ -243,13 +233,13 @@ def sentiment_insert_statements(day: date, schema: str | None, sentiment: pl.Dat
     return statements
 
 
-def ensure_metric_objects(warehouse: SqlWarehouse) -> None:
+def ensure_metric_objects(warehouse: Warehouse) -> None:
     """Create missing metrics tables and (re)create the dashboard views, in one transaction."""
     tables = [t.create_sql(warehouse.dialect, warehouse.schema) for t in METRIC_TABLES.values()]
     warehouse.execute_script(tables + view_statements(warehouse.schema))
 
 
-def read_day_texts(warehouse: SqlWarehouse, day: date) -> pl.DataFrame:
+def read_day_texts(warehouse: Warehouse, day: date) -> pl.DataFrame:
     """The day's tweets as VADER reads them: the full text of long posts, else `text`."""
     rows = warehouse.query(
         f"SELECT tweet_id, lang, COALESCE(note_text, text) FROM {qualified('tweets', warehouse.schema)} "
@@ -258,7 +248,7 @@ def read_day_texts(warehouse: SqlWarehouse, day: date) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"tweet_id": pl.Int64, "lang": pl.String, "text": pl.String}, orient="row")
 
 
-def analyze_day(warehouse: SqlWarehouse, day: date, top_n: int = DEFAULT_TOP_N) -> DayMetrics:
+def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N) -> DayMetrics:
     """Recompute every metrics table's rows for `day`: delete and insert in one transaction."""
     ensure_metric_objects(warehouse)
     sentiment = score_sentiment(read_day_texts(warehouse, day))

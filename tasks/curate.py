@@ -126,8 +126,7 @@ class DaySpool:
         if parts < 1:
             raise ValueError("parts must be >= 1")
         self.day, self.parts = day, parts
-        self._tmp = tempfile.mkdtemp(prefix="x-pipeline-spool-", dir=workdir)
-        self.root = Path(self._tmp)
+        self.root = Path(tempfile.mkdtemp(prefix="x-pipeline-spool-", dir=workdir))
         self._batch = 0
 
     def add(self, tables: dict[str, pl.DataFrame], batch: int | None = None) -> None:
@@ -224,8 +223,7 @@ def write_tables(
     def clear_manifests(name: str) -> None:
         """Remove the day's old manifests before the table's first new object is written."""
         if name not in cleared:
-            old = {manifest_key(name, spool.day, fmt) for fmt in FORMATS}
-            bucket.delete([k for k in bucket.list(f"manifests/{name}/dt={spool.day.isoformat()}.") if k in old])
+            bucket.delete([manifest_key(name, spool.day, fmt) for fmt in FORMATS])  # absent keys are no error
             cleared.add(name)
 
     for encoded in _bounded_map(lambda unit: _encode_part(spool, *unit), units, workers):
@@ -246,11 +244,6 @@ def write_tables(
             table_files.manifests[fmt] = key
         bucket.replace_prefix(curated_prefix(name, spool.day), table_files.parquet + table_files.csv)
     return files
-
-
-def write_table_day(bucket: Bucket, spool: DaySpool, name: str, workers: int = 1) -> TableFiles:
-    """Write one table's parts for the day, its manifests, and remove the day's stale keys."""
-    return write_tables(bucket, spool, [name], workers)[name]
 
 
 def read_manifest(bucket: Bucket, key: str) -> dict:

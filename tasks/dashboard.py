@@ -24,10 +24,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.analyze import DEFAULT_TOP_N, SqlWarehouse, analyze_day, day_literal
+from tasks.analyze import DEFAULT_TOP_N, analyze_day, day_literal
 from tasks.bucket import Bucket
 from tasks.schema import qualified
-from tasks.warehouse import DEFAULT_DUCKDB_PATH, open_warehouse
+from tasks.warehouse import DEFAULT_DUCKDB_PATH, Warehouse, open_warehouse
 
 HISTORY_DAYS = 30
 TOP_TWEETS = 10
@@ -90,7 +90,7 @@ class DashboardData:
         return not self.today or not self.today["tweets"]
 
 
-def _select(warehouse: SqlWarehouse, view: str, columns: list[str], where: str, order: str) -> list[dict]:
+def _select(warehouse: Warehouse, view: str, columns: list[str], where: str, order: str) -> list[dict]:
     cols = ", ".join(f'"{c}"' for c in columns)
     rows = warehouse.query(
         f"SELECT {cols} FROM {qualified(view, warehouse.schema)} WHERE {where} ORDER BY {order}"
@@ -98,7 +98,7 @@ def _select(warehouse: SqlWarehouse, view: str, columns: list[str], where: str, 
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def load_dashboard_data(warehouse: SqlWarehouse, day: date, history_days: int = HISTORY_DAYS) -> DashboardData:
+def load_dashboard_data(warehouse: Warehouse, day: date, history_days: int = HISTORY_DAYS) -> DashboardData:
     """Read the day (and the history window before it) from the dashboard views, as a BI tool would."""
     on_day = f"dt = {day_literal(day)}"
     window = f"dt > {day_literal(day - timedelta(days=history_days))} AND dt <= {day_literal(day)}"
@@ -357,7 +357,7 @@ def dashboard_keys(day: date) -> tuple[str, str]:
     return f"dashboard/dt={day.isoformat()}.html", "dashboard/index.html"
 
 
-def is_latest_day(warehouse: SqlWarehouse, day: date) -> bool:
+def is_latest_day(warehouse: Warehouse, day: date) -> bool:
     """A backfill of an older day must not replace the index page of a newer one."""
     latest = warehouse.query(f"SELECT MAX(dt) FROM {qualified('metrics_daily', warehouse.schema)}")[0][0]
     return latest is None or day >= latest

@@ -70,7 +70,7 @@ class S3Lake(Bucket):
         self.bucket_name = block.bucket_name
         self.folder = (block.bucket_folder or "").strip("/")
         self._client: Any = None
-        self._client_lock = threading.Lock()  # parts upload on several threads; build one client
+        self._client_lock = threading.Lock()  # one client, even when several threads ask for it first
 
     @staticmethod
     def accepts(block: object) -> bool:
@@ -152,8 +152,8 @@ class S3Lake(Bucket):
         plain_etag = etag and put.get("ServerSideEncryption") != "aws:kms" and "SSECustomerAlgorithm" not in put
         if plain_etag and etag != md5.hexdigest():
             raise WriteVerificationError(
-                    f"{self.url(key)}: the bucket's ETag {etag} is not the MD5 {md5.hexdigest()} of what was written"
-                )
+                f"{self.url(key)}: the bucket's ETag {etag} is not the MD5 {md5.hexdigest()} of what was written"
+            )
         head = self._call("verify", key, lambda: self.client.head_object(Bucket=self.bucket_name, Key=full))
         size = head["ContentLength"]
         if size != len(data):

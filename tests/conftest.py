@@ -129,14 +129,14 @@ def x_api_server():
 def curate_frames():
     """Writes a day's normalized frames as curated parts and manifests (the curate stage's own code);
     `sample_frames(day, n)` gives such frames from the bundled sample generator."""
-    from tasks.curate import DaySpool, write_table_day
+    from tasks.curate import DaySpool, write_tables
     from tasks.schema import TABLES
 
     def curate(bucket, day: date, frames: dict, parts: int = 1) -> dict:
         spool = DaySpool(day, parts)
         try:
             spool.add(frames)
-            return {name: write_table_day(bucket, spool, name) for name in TABLES}
+            return write_tables(bucket, spool, TABLES)
         finally:
             spool.cleanup()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -47,24 +48,20 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
     assert set(views) == set(view_selects(None)) and all(n > 0 for n in views.values()), views
 
 
+def _counts(uri: str, schema: str, names: Iterable[str] = TABLES) -> dict[str, int]:
+    with psycopg2.connect(uri) as con, con.cursor() as cur:
+        counts = {}
+        for name in names:
+            cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{name}"')
+            counts[name] = cur.fetchone()[0]
+    con.close()
+    return counts
+
+
 def _view_rows(uri: str, schema: str) -> dict[str, int]:
-    """Rows of the day in every `dashboard_*` BI view the run created in the PostgreSQL schema."""
+    """Rows in every `dashboard_*` BI view the run created in the PostgreSQL schema."""
     with psycopg2.connect(uri) as con, con.cursor() as cur:
         cur.execute("SELECT table_name FROM information_schema.views WHERE table_schema = %s", (schema,))
         names = [r[0] for r in cur.fetchall() if r[0].startswith("dashboard_")]
-        rows = {}
-        for name in names:
-            cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{name}"')
-            rows[name] = cur.fetchone()[0]
     con.close()
-    return rows
-
-
-def _counts(uri: str, schema: str) -> dict[str, int]:
-    with psycopg2.connect(uri) as con, con.cursor() as cur:
-        counts = {}
-        for table in TABLES:
-            cur.execute(f'SELECT COUNT(*) FROM "{schema}"."{table}"')
-            counts[table] = cur.fetchone()[0]
-    con.close()
-    return counts
+    return _counts(uri, schema, names)

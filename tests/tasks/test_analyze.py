@@ -12,86 +12,55 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psycopg2
 import pytest
 
 from tasks.analyze import analyze_day, score_sentiment, view_selects
 from tasks.curate import csv_bytes
 from tasks.land import encode_pages
 from tasks.normalize import deduplicate, normalize_raw_file
+from tasks.postgres import PostgresWarehouse, engine_url
 from tasks.sample import generate_pages
 from tasks.schema import METRIC_TABLES, TABLES, qualified, quote_ident
 from tasks.source import FetchedPage
-from tasks.warehouse import DuckDBWarehouse
+from tasks.warehouse import DuckDBWarehouse, Warehouse
 
 DAY = date(2026, 11, 24)
 PREVIOUS = DAY - timedelta(days=1)
 SESSION_TIME_ZONE = "Asia/Kolkata"
 
 
-class PostgresSql:
-    """The analysis edge of a warehouse (`query`, `execute_script`) over psycopg2 on the real
-    PostgreSQL test server, with the pipeline's tables created from the schema module in a schema of
-    its own. (The PostgreSQL warehouse class itself is built on another branch.)"""
-
-    dialect = "postgresql"
-
-    def __init__(self, uri: str) -> None:
-        # A session time zone with a half-hour offset: hours must still be UTC hours.
-        self.con = psycopg2.connect(uri, options=f"-c TimeZone={SESSION_TIME_ZONE}")
-        self.schema = f"analyze_{uuid.uuid4().hex[:10]}"
-        self.execute_script(
-            [f"CREATE SCHEMA {quote_ident(self.schema)}"]
-            + [t.create_sql("postgresql", self.schema) for t in TABLES.values()]
-        )
-
-    def query(self, sql: str, params: Any = None) -> list[tuple]:
-        with self.con, self.con.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-
-    def execute_script(self, statements: list[str]) -> None:
-        with self.con, self.con.cursor() as cur:  # commits, or rolls back on error
-            for sql in statements:
-                cur.execute(sql)
-
-    def load(self, name: str, frame: pl.DataFrame) -> None:
-        with self.con, self.con.cursor() as cur:
-            cur.copy_expert(
-                f"COPY {qualified(name, self.schema)} FROM STDIN (FORMAT csv, HEADER true)",
-                io.BytesIO(gzip.decompress(csv_bytes(frame))),
-            )
-
-    def close(self) -> None:
-        self.con.close()
-
-
-def _load(warehouse: Any, frames: dict[str, pl.DataFrame]) -> None:
+def _load(warehouse: Warehouse, frames: dict[str, pl.DataFrame]) -> None:
     for name, frame in frames.items():
         frame = TABLES[name].conform(frame)
         if isinstance(warehouse, DuckDBWarehouse):
             warehouse.con.register("_frame", frame.to_arrow())
             warehouse.con.execute(f"INSERT INTO {quote_ident(name)} SELECT * FROM _frame")
             warehouse.con.unregister("_frame")
-        else:
-            warehouse.load(name, frame)
+        else:  # the rows go in through PostgreSQL's COPY, as the pipeline's PostgreSQL load does
+            copy = f"COPY {qualified(name, warehouse.schema)} FROM STDIN (FORMAT csv, HEADER true)"
+            with warehouse.engine.begin() as conn, conn.connection.dbapi_connection.cursor() as cur:
+                cur.copy_expert(copy, io.BytesIO(gzip.decompress(csv_bytes(frame))))
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
-def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
     if request.param == "duckdb":
         wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
         wh.con.execute(f"SET TimeZone = '{SESSION_TIME_ZONE}'")
         wh.ensure_tables()
     else:
-        wh = PostgresSql(request.getfixturevalue("pg_server"))
+        # A session time zone with a half-hour offset: hours must still be UTC hours.
+        url = engine_url(request.getfixturevalue("pg_server"), None, "postgresql+psycopg2")
+        url = url.update_query_dict({"options": f"-c TimeZone={SESSION_TIME_ZONE}"})
+        wh = PostgresWarehouse(url, schema=f"analyze_{uuid.uuid4().hex[:10]}")
+        wh.ensure_tables()
     try:
         yield wh
     finally:
         wh.close()
 
 
-def _rows(warehouse: Any, table: str, day: date = DAY, order: str = "") -> list[tuple]:
+def _rows(warehouse: Warehouse, table: str, day: date = DAY, order: str = "") -> list[tuple]:
     names = [c for c in METRIC_TABLES[table].column_names if c != "dt"]
     cols = ", ".join(quote_ident(c) for c in names)
     sql = f"SELECT {cols} FROM {qualified(table, warehouse.schema)} WHERE dt = DATE '{day}'"
@@ -160,7 +129,7 @@ def hand_built_day() -> dict[str, pl.DataFrame]:
     })
 
 
-def test_metrics_of_a_hand_built_day(warehouse: Any) -> None:
+def test_metrics_of_a_hand_built_day(warehouse: Warehouse) -> None:
     _load(warehouse, hand_built_day())
     result = analyze_day(warehouse, DAY)
     assert result.tweets == 4 and result.scored_tweets == 2
@@ -192,7 +161,7 @@ def test_metrics_of_a_hand_built_day(warehouse: Any) -> None:
     assert daily[0][6] == pytest.approx((sentiment[1][2] + sentiment[2][2]) / 2)
 
 
-def test_rerun_replaces_only_its_day_and_top_n_cuts(warehouse: Any) -> None:
+def test_rerun_replaces_only_its_day_and_top_n_cuts(warehouse: Warehouse) -> None:
     _load(warehouse, hand_built_day())
     analyze_day(warehouse, PREVIOUS)
     analyze_day(warehouse, DAY)
@@ -212,7 +181,7 @@ def test_rerun_replaces_only_its_day_and_top_n_cuts(warehouse: Any) -> None:
     assert {name: sorted(_rows(warehouse, name), key=repr) for name in METRIC_TABLES} == first
 
 
-def test_a_day_without_tweets_has_a_row_of_zeros(warehouse: Any) -> None:
+def test_a_day_without_tweets_has_a_row_of_zeros(warehouse: Warehouse) -> None:
     result = analyze_day(warehouse, DAY)
     assert result.tweets == 0
     assert _rows(warehouse, "metrics_daily") == [(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)]
@@ -229,7 +198,7 @@ def _sample_pages(n: int) -> tuple[list[dict], dict[str, pl.DataFrame]]:
     return pages, {name: deduplicate(frame, name) for name, frame in frames.items()}
 
 
-def test_hard_case_sample_matches_counts_taken_from_the_raw_pages(warehouse: Any) -> None:
+def test_hard_case_sample_matches_counts_taken_from_the_raw_pages(warehouse: Warehouse) -> None:
     pages, frames = _sample_pages(12)
     _load(warehouse, frames)
     analyze_day(warehouse, DAY)
@@ -265,7 +234,7 @@ def test_hard_case_sample_matches_counts_taken_from_the_raw_pages(warehouse: Any
     assert sentiment[:3] == (12, langs["en"], 12 - langs["en"])
 
 
-def test_every_dashboard_view_exists_and_returns_the_day(warehouse: Any) -> None:
+def test_every_dashboard_view_exists_and_returns_the_day(warehouse: Warehouse) -> None:
     _load(warehouse, hand_built_day())
     analyze_day(warehouse, DAY)
     for name in view_selects(warehouse.schema):

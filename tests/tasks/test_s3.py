@@ -21,7 +21,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 
 from tasks.bucket import BucketError, TransientBucketError, load_bucket
-from tasks.curate import DaySpool, csv_bytes, curate_day, curated_prefix, manifest_key, write_table_day
+from tasks.curate import DaySpool, csv_bytes, curate_day, curated_prefix, manifest_key, write_tables
 from tasks.land import land_pages
 from tasks.normalize import deduplicate, normalize_raw_file
 from tasks.s3 import S3Lake
@@ -73,7 +73,7 @@ def test_keys_parquet_csv_and_manifests_in_s3(s3_bucket_block: S3Bucket, day: da
     raw_keys = _land(lake, day)
     spool = _spool(lake, day, raw_keys, parts=3)
     try:
-        files = {name: write_table_day(lake, spool, name) for name in TABLES}
+        files = write_tables(lake, spool, TABLES)
         frames = dict(spool.part_frames("tweets"))
     finally:
         spool.cleanup()
@@ -111,7 +111,7 @@ def test_rerun_leaves_no_stale_keys(s3_bucket_block: S3Bucket, day: date) -> Non
     for parts in (4, 2):
         spool = _spool(lake, day, raw_keys, parts)
         try:
-            files = write_table_day(lake, spool, "tweets")
+            files = write_tables(lake, spool, ["tweets"])["tweets"]
         finally:
             spool.cleanup()
     listed = set(lake.list(curated_prefix("tweets", day)))
