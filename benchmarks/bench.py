@@ -135,6 +135,7 @@ def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
+    from tasks.curate import PARQUET_COMPRESSION
     from tasks.normalize import RAW_LINE_SCHEMA
 
     parse = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
@@ -142,7 +143,7 @@ def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     pages = 0
     tweets = 0
-    with pq.ParquetWriter(out, RAW_LINE_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(out, RAW_LINE_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
         for key in keys:
             table = pajson.read_json(io.BytesIO(gzip.decompress((root / key).read_bytes())),
                                      read_options=read, parse_options=parse)

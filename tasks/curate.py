@@ -31,15 +31,22 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
-from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files
-from tasks.schema import TABLES, Table
+from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tweet_metrics_daily
+from tasks.schema import TABLES, TWEET_METRICS_DAILY, TWEETS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
+# Snappy, Parquet's usual codec, which Redshift COPY reads: zstd made the files about 40% smaller but cost
+# about a quarter more CPU to write, and curated Parquet is a load format, not an archive.
+PARQUET_COMPRESSION = "snappy"
 FORMATS = ("parquet", "csv")
 CSV_GZIP_LEVEL = 2  # ISA-L's levels are 0-3; its default 2 compresses a little better than zlib's 1
 # Raw files are parsed and normalized about 8 MiB (compressed) at a time: fewer, larger batches cost less
 # per row, while one batch in flight per worker keeps memory bounded.
 RAW_BATCH_BYTES = 8 << 20
+# Tables computed from another table's deduplicated part rather than spooled and sorted on their own.
+DERIVED: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
+    TWEET_METRICS_DAILY.name: (TWEETS.name, tweet_metrics_daily),
+}
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,18 +86,22 @@ def manifest_key(table: str, day: date, fmt: str) -> str:
 def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
     buf = io.BytesIO()
     # Written through Arrow with the schema module's Arrow schema, so nullability and types match DDL.
-    # Ids, counts and timestamps are nearly unique: dictionary-encoding them costs CPU and grows the file.
-    dictionary = [c.name for c in table.columns if c.kind in ("string", "date", "bool")]
-    pq.write_table(frame.to_arrow().cast(table.arrow_schema), buf, compression="zstd", use_dictionary=dictionary)
+    dictionary = [c.name for c in table.columns if c.parquet_dictionary]
+    pq.write_table(
+        frame.to_arrow().cast(table.arrow_schema), buf, compression=PARQUET_COMPRESSION, use_dictionary=dictionary
+    )
     return buf.getvalue()
 
 
-def csv_bytes(frame: pl.DataFrame) -> bytes:
+def csv_bytes(frame: pl.DataFrame, table: Table) -> bytes:
     """RFC 4180 CSV, UTF-8, header, `"` doubled inside quotes; null is an empty unquoted field and an
     empty string is `""`, which PostgreSQL's and Redshift's CSV readers both keep apart."""
     # Timestamps formatted by polars' vectorized `to_string` cost about half of `write_csv`'s own formatting.
-    timestamps = [c for c, dtype in frame.schema.items() if dtype == pl.Datetime("us", "UTC")]
-    frame = frame.with_columns(pl.col(timestamps).dt.to_string(CSV_DATETIME_FORMAT))
+    frame = frame.with_columns(
+        _format_repeated(frame[c.name]) if c.repetitive else pl.col(c.name).dt.to_string(CSV_DATETIME_FORMAT)
+        for c in table.columns
+        if c.kind == "timestamp"
+    )
     buf = io.BytesIO()
     frame.write_csv(
         buf,
@@ -101,6 +112,14 @@ def csv_bytes(frame: pl.DataFrame) -> bytes:
     )
     # gzip was most of a CSV part's cost: ISA-L writes the same format with about a tenth of zlib's CPU.
     return igzip.compress(buf.getbuffer(), compresslevel=CSV_GZIP_LEVEL, mtime=0)
+
+
+def _format_repeated(timestamps: pl.Series) -> pl.Expr:
+    """Format each distinct timestamp once and map the rows to its text: for a column like `fetched_at`
+    (one value per page) several times cheaper than formatting every row, and the same text."""
+    distinct = timestamps.unique()
+    text = distinct.dt.to_string(CSV_DATETIME_FORMAT)
+    return pl.col(timestamps.name).replace_strict(distinct, text, return_dtype=pl.String)
 
 
 def manifest_bytes(bucket: Bucket, objects: list[StoredObject], part_rows: list[int]) -> bytes:
@@ -134,7 +153,7 @@ class DaySpool:
         if batch is None:
             batch, self._batch = self._batch, self._batch + 1
         for name, frame in tables.items():
-            if frame.is_empty():
+            if frame.is_empty() or name in DERIVED:
                 continue
             key = TABLES[name].partition_column
             chunks = (
@@ -198,12 +217,17 @@ class _EncodedPart:
     csv: bytes
 
 
-def _encode_part(spool: DaySpool, name: str, part: int) -> _EncodedPart | None:
+def _encode(name: str, part: int, frame: pl.DataFrame) -> _EncodedPart:
+    table = TABLES[name]
+    return _EncodedPart(name, part, frame.height, parquet_bytes(frame, table), csv_bytes(frame, table))
+
+
+def _encode_part(spool: DaySpool, name: str, part: int, derived: list[str]) -> list[_EncodedPart]:
+    """One part of table `name`, and the same part of each of the `derived` tables computed from it."""
     frame = spool.part_frame(name, part)
     if frame.is_empty():
-        return None
-    table = TABLES[name]
-    return _EncodedPart(name, part, frame.height, parquet_bytes(frame, table), csv_bytes(frame))
+        return []
+    return [_encode(name, part, frame)] + [_encode(d, part, DERIVED[d][1](frame)) for d in derived]
 
 
 def write_tables(
@@ -217,7 +241,8 @@ def write_tables(
     """
     names = list(names)
     files = {name: TableFiles(name, spool.day) for name in names}
-    units = [(name, part) for name in names for part in range(spool.parts)]
+    derived = {name: [d for d in names if d in DERIVED and DERIVED[d][0] == name] for name in names}
+    units = [(name, part, derived[name]) for name in names if name not in DERIVED for part in range(spool.parts)]
     cleared: set[str] = set()
 
     def clear_manifests(name: str) -> None:
@@ -226,16 +251,15 @@ def write_tables(
             bucket.delete([manifest_key(name, spool.day, fmt) for fmt in FORMATS])  # absent keys are no error
             cleared.add(name)
 
-    for encoded in _bounded_map(lambda unit: _encode_part(spool, *unit), units, workers):
-        if encoded is None:
-            continue
-        clear_manifests(encoded.name)
-        table_files = files[encoded.name]
-        stem = f"{curated_prefix(encoded.name, spool.day)}part-{encoded.part:05d}"
-        table_files.parquet.append(bucket.write(f"{stem}.parquet", encoded.parquet))
-        table_files.csv.append(bucket.write(f"{stem}.csv.gz", encoded.csv))
-        table_files.part_rows.append(encoded.rows)
-        table_files.rows += encoded.rows
+    for unit_parts in _bounded_map(lambda unit: _encode_part(spool, *unit), units, workers):
+        for encoded in unit_parts:
+            clear_manifests(encoded.name)
+            table_files = files[encoded.name]
+            stem = f"{curated_prefix(encoded.name, spool.day)}part-{encoded.part:05d}"
+            table_files.parquet.append(bucket.write(f"{stem}.parquet", encoded.parquet))
+            table_files.csv.append(bucket.write(f"{stem}.csv.gz", encoded.csv))
+            table_files.part_rows.append(encoded.rows)
+            table_files.rows += encoded.rows
     for name, table_files in files.items():
         clear_manifests(name)
         for fmt, objects in (("parquet", table_files.parquet), ("csv", table_files.csv)):

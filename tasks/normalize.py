@@ -234,14 +234,7 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         "fetched_at",
         dt,
     )
-    out: dict[str, pl.DataFrame] = {TWEETS.name: tweets}
-    out[TWEET_METRICS_DAILY.name] = tweets.select(
-        "tweet_id",
-        pl.lit(day, dtype=pl.Date).alias("metric_date"),
-        *[pl.col(c.name) for c in TWEET_METRICS_DAILY.columns if c.name.endswith("_count")],
-        pl.col("fetched_at").alias("observed_at"),
-        dt,
-    )
+    out: dict[str, pl.DataFrame] = {TWEETS.name: tweets, TWEET_METRICS_DAILY.name: tweet_metrics_daily(tweets)}
     out[TWEET_QUERIES.name] = tweets_raw.select(
         "tweet_id", pl.col("_query").alias("query"), pl.col("_source").alias("source"), "fetched_at", dt
     )
@@ -295,6 +288,21 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         dt,
     )
     return {name: TABLES[name].conform(frame) for name, frame in out.items()}, stats
+
+
+def tweet_metrics_daily(tweets: pl.DataFrame) -> pl.DataFrame:
+    """Each tweet's engagement counts as observed on the day `dt` (rows of the `tweets` table).
+
+    Derived from tweets row by row, so the deduplicated tweets give the deduplicated metrics: both keep
+    the most recently fetched row of a tweet.
+    """
+    return tweets.select(
+        "tweet_id",
+        pl.col("dt").alias("metric_date"),
+        *[pl.col(c.name) for c in TWEET_METRICS_DAILY.columns if c.name.endswith("_count")],
+        pl.col("fetched_at").alias("observed_at"),
+        "dt",
+    )
 
 
 def _drop_counted(frame: pl.DataFrame, column: str, reason: str, stats: NormalizeStats) -> pl.DataFrame:

@@ -27,6 +27,14 @@ class Column:
     nullable: bool = True
     max_chars: int | None = None  # strings only: longest value in characters the source allows
     description: str = ""
+    # Few distinct values per day (languages, tags, queries, fetch times): Parquet dictionary-encodes them
+    # and the CSV writer formats each distinct timestamp once. Dates and booleans always count as
+    # repetitive; free text and ids are not (hashing them would cost CPU for nothing).
+    repetitive: bool = False
+
+    @property
+    def parquet_dictionary(self) -> bool:
+        return self.repetitive or self.kind in ("date", "bool")
 
     @property
     def polars_dtype(self) -> pl.DataType:
@@ -134,8 +142,10 @@ _SQL: dict[str, str] = {
 }
 
 
-def _c(name: str, kind: Kind, nullable: bool = True, max_chars: int | None = None, doc: str = "") -> Column:
-    return Column(name, kind, nullable, max_chars, doc)
+def _c(
+    name: str, kind: Kind, nullable: bool = True, max_chars: int | None = None, doc: str = "", repetitive: bool = False
+) -> Column:
+    return Column(name, kind, nullable, max_chars, doc, repetitive)
 
 
 _DT = _c("dt", "date", False, doc="UTC day whose run delivered the row (curated partition)")
@@ -156,7 +166,7 @@ TWEETS = Table(
         _c("author_id", "int64"),
         _c("conversation_id", "int64"),
         _c("created_at", "timestamp"),
-        _c("lang", "string", max_chars=16),
+        _c("lang", "string", max_chars=16, repetitive=True),
         # `text` is at most 280 weighted characters, but t.co links and entities can make it longer.
         _c("text", "string", max_chars=1000),
         _c("note_text", "string", max_chars=25000, doc="full text of a long post (note_tweet)"),
@@ -164,7 +174,7 @@ TWEETS = Table(
         _c("possibly_sensitive", "bool"),
         *_COUNTS,
         _c("edit_history_tweet_ids", "string", max_chars=1000, doc="comma-separated ids, oldest first"),
-        _c("fetched_at", "timestamp", False),
+        _c("fetched_at", "timestamp", False, repetitive=True),
         _DT,
     ),
     primary_key=("tweet_id",),
@@ -179,7 +189,7 @@ USERS = Table(
         _c("username", "string", max_chars=64),
         _c("name", "string", max_chars=100),
         _c("description", "string", max_chars=320),
-        _c("location", "string", max_chars=100),
+        _c("location", "string", max_chars=100, repetitive=True),
         _c("created_at", "timestamp"),
         _c("verified", "bool"),
         _c("followers_count", "int64"),
@@ -187,7 +197,7 @@ USERS = Table(
         _c("tweet_count", "int64"),
         _c("listed_count", "int64"),
         _c("profile_image_url", "string", max_chars=1024),
-        _c("fetched_at", "timestamp", False),
+        _c("fetched_at", "timestamp", False, repetitive=True),
         _DT,
     ),
     primary_key=("user_id",),
@@ -199,9 +209,9 @@ TWEET_QUERIES = Table(
     "tweet_queries",
     (
         _c("tweet_id", "int64", False),
-        _c("query", "string", False, max_chars=1024, doc="search query or timeline that matched"),
-        _c("source", "string", False, max_chars=32),
-        _c("fetched_at", "timestamp", False),
+        _c("query", "string", False, max_chars=1024, doc="search query or timeline that matched", repetitive=True),
+        _c("source", "string", False, max_chars=32, repetitive=True),
+        _c("fetched_at", "timestamp", False, repetitive=True),
         _DT,
     ),
     primary_key=("tweet_id", "query"),
@@ -211,7 +221,7 @@ TWEET_QUERIES = Table(
 
 TWEET_HASHTAGS = Table(
     "tweet_hashtags",
-    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280), _DT),
+    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280, repetitive=True), _DT),
     primary_key=("tweet_id", "start_pos"),
     distkey="tweet_id",
     sortkey=("dt",),
@@ -219,7 +229,7 @@ TWEET_HASHTAGS = Table(
 
 TWEET_CASHTAGS = Table(
     "tweet_cashtags",
-    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280), _DT),
+    (_c("tweet_id", "int64", False), *_SPAN, _c("tag", "string", max_chars=280, repetitive=True), _DT),
     primary_key=("tweet_id", "start_pos"),
     distkey="tweet_id",
     sortkey=("dt",),
@@ -230,7 +240,7 @@ TWEET_MENTIONS = Table(
     (
         _c("tweet_id", "int64", False),
         *_SPAN,
-        _c("username", "string", max_chars=64),
+        _c("username", "string", max_chars=64, repetitive=True),
         _c("user_id", "int64"),
         _DT,
     ),
@@ -247,7 +257,7 @@ TWEET_URLS = Table(
         _c("url", "string", max_chars=1024),
         _c("expanded_url", "string", max_chars=4096),
         _c("display_url", "string", max_chars=1024),
-        _c("domain", "string", max_chars=255),
+        _c("domain", "string", max_chars=255, repetitive=True),
         _DT,
     ),
     primary_key=("tweet_id", "start_pos"),
@@ -259,7 +269,7 @@ TWEET_REFERENCES = Table(
     "tweet_references",
     (
         _c("tweet_id", "int64", False),
-        _c("reference_type", "string", False, max_chars=16, doc="replied_to, quoted or retweeted"),
+        _c("reference_type", "string", False, max_chars=16, doc="replied_to, quoted or retweeted", repetitive=True),
         _c("referenced_tweet_id", "int64", False),
         _DT,
     ),
@@ -274,7 +284,7 @@ TWEET_METRICS_DAILY = Table(
         _c("tweet_id", "int64", False),
         _c("metric_date", "date", False, doc="UTC day the counts were observed"),
         *_COUNTS,
-        _c("observed_at", "timestamp", False),
+        _c("observed_at", "timestamp", False, repetitive=True),
         _DT,
     ),
     primary_key=("tweet_id", "metric_date"),

@@ -39,7 +39,7 @@ def _load(warehouse: Warehouse, frames: dict[str, pl.DataFrame]) -> None:
         else:  # the rows go in through PostgreSQL's COPY, as the pipeline's PostgreSQL load does
             copy = f"COPY {qualified(name, warehouse.schema)} FROM STDIN (FORMAT csv, HEADER true)"
             with warehouse.engine.begin() as conn, conn.connection.dbapi_connection.cursor() as cur:
-                cur.copy_expert(copy, io.BytesIO(gzip.decompress(csv_bytes(frame))))
+                cur.copy_expert(copy, io.BytesIO(gzip.decompress(csv_bytes(frame, TABLES[name]))))
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
