@@ -103,3 +103,24 @@ def test_page_of_the_wrong_shape_is_counted_and_the_rest_kept(day: date) -> None
     assert frames["tweets"]["tweet_id"].to_list() == [42, 42]
     assert stats.skipped == {"page not in the X API v2 shape": 1}
     assert stats.pages == 3
+
+
+def test_unreadable_created_at_is_counted_and_the_row_kept(day: date) -> None:
+    body = {
+        "data": [
+            {"id": "1", "text": "a", "created_at": "yesterday at noon"},
+            {"id": "2", "text": "b", "created_at": "2026-11-24T10:00:00+02:00"},
+            {"id": "3", "text": "c"},
+        ],
+        "includes": {"users": [{"id": "9", "username": "u", "created_at": "2015-13-45T00:00:00Z"}]},
+        "meta": {"result_count": 3},
+    }
+    frames, stats = normalize_raw_file(_pages([body]), day)
+    created = dict(zip(frames["tweets"]["tweet_id"].to_list(), frames["tweets"]["created_at"].to_list(), strict=True))
+    assert created[1] is None and created[3] is None
+    assert created[2].isoformat() == "2026-11-24T08:00:00+00:00"
+    assert frames["users"]["user_id"].to_list() == [9] and frames["users"]["created_at"].to_list() == [None]
+    assert stats.skipped == {
+        "tweet created_at not an RFC 3339 time (row kept, value null)": 1,
+        "user created_at not an RFC 3339 time (row kept, value null)": 1,
+    }
