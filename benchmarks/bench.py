@@ -12,8 +12,10 @@ then runs each case on that same input in its own process, so peak RSS is the ca
 - `floor`: the same raw pages read by Arrow's JSON reader and written straight to Parquet, no
   transformation: about the least any pipeline can do with these bytes.
 
-Usage: `python benchmarks/bench.py [--tweets 1000000]` (or `make bench`); `--tweets 20000` is a quick
-run. Prints a table and the ratios and writes them as JSON under benchmarks/results/.
+Usage: `python benchmarks/bench.py [--tweets 1000000] [--repeat 3]` (or `make bench`); `--tweets 20000` is
+a quick run. Each case runs `--repeat` times, in rounds of every case in turn, and its median run is
+reported: on a shared machine one run of a case can be 20% off the next. Prints a table and the ratios
+and writes them as JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -225,6 +227,11 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
     )
 
 
+def median_run(results: list[CaseResult]) -> CaseResult:
+    """The run with the median time (the lower middle one of an even count); its own RSS and CPU go with it."""
+    return sorted(results, key=lambda r: r.seconds)[(len(results) - 1) // 2]
+
+
 def machine() -> dict[str, Any]:
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal:"))
@@ -250,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--workdir", type=Path, help="where the generated lake goes (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated lake in --workdir and reuse it next time")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each case; the median run is reported (default 3)")
     # internal: run one case in this (child) process
     p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
@@ -282,18 +290,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               flush=True)
         # Raw files hold 50 pages of 100 tweets: the first files make the smaller day.
         small_keys = keys[: max(1, -(-small // 5000))]
-        runs: list[CaseResult] = []
-        for case, name, case_keys, expected in (
-            ("pipeline", "pipeline_small", small_keys, small),
-            ("pipeline", "pipeline", keys, args.tweets),
-            ("baseline", "baseline", keys, args.tweets),
-            ("floor", "floor", keys, args.tweets),
-        ):
-            print(f"running {name} on {len(case_keys)} raw files ...", flush=True)
-            runs.append(run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file))
-            r = runs[-1]
-            print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB, "
-                  f"{r.cpu_seconds:.1f} CPU s", flush=True)
+        every: dict[str, list[CaseResult]] = {}
+        # Rounds of every case in turn, so a machine that slows down for a while slows every case alike.
+        for round_number in range(1, args.repeat + 1):
+            for case, name, case_keys, expected in (
+                ("pipeline", "pipeline_small", small_keys, small),
+                ("pipeline", "pipeline", keys, args.tweets),
+                ("baseline", "baseline", keys, args.tweets),
+                ("floor", "floor", keys, args.tweets),
+            ):
+                print(f"round {round_number}/{args.repeat}: {name} on {len(case_keys)} raw files ...", flush=True)
+                r = run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file)
+                every.setdefault(name, []).append(r)
+                print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB, "
+                      f"{r.cpu_seconds:.1f} CPU s", flush=True)
+        runs = [median_run(results) for results in every.values()]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep:
@@ -321,7 +332,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         **info,
         "generation": {"seconds": gen_seconds, "raw_files": len(keys), "raw_gzip_bytes": raw_bytes},
+        "repeat": args.repeat,
         "rows": [{**asdict(r), "tweets_per_second": r.tweets_per_second} for r in runs],
+        "all_runs": {name: [asdict(r) for r in results] for name, results in every.items()},
         "ratios": ratios,
         "targets": TARGETS,
         "targets_met": met,
@@ -338,10 +351,12 @@ def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
     m = report["machine"]
     print(f"\n{report['tweets']:,} tweets, {m['cpus']} CPUs, {m['memory_gib']} GiB, load "
           f"{m['load_average_before'][0]:.1f} -> {m['load_average_after'][0]:.1f}, {report['started_at']}")
-    print(f"{'case':<16}{'tweets':>11}{'seconds':>10}{'tweets/s':>12}{'peak RSS MiB':>14}{'CPU s':>8}")
+    print(f"median of {report['repeat']} run(s) per case; every run's seconds in brackets")
+    print(f"{'case':<16}{'tweets':>11}{'seconds':>10}{'tweets/s':>12}{'peak RSS MiB':>14}{'CPU s':>8}  runs")
     for r in runs:
+        seconds = ", ".join(f"{x['seconds']:.1f}" for x in report["all_runs"][r.case])
         print(f"{r.case:<16}{r.tweets:>11,}{r.seconds:>10.1f}{r.tweets_per_second:>12,.0f}{r.peak_rss_mib:>14,.0f}"
-              f"{r.cpu_seconds:>8.1f}")
+              f"{r.cpu_seconds:>8.1f}  ({seconds})")
     ratios, met = report["ratios"], report["targets_met"]
 
     def flag(key: str) -> str:

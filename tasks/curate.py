@@ -184,9 +184,14 @@ class DaySpool:
 
 
 def default_workers() -> int:
-    """One worker per core this process may use, at most 4 (each holds a batch or a part in memory)."""
+    """One worker per core this process may use, plus one, at most 4 (each holds a batch or a part).
+
+    The extra worker keeps every core busy while another waits on the calling thread, which reads the
+    raw files and writes to the bucket: on 2 cores, 3 workers took 0.2-0.7 s less per 1,000,000 tweets
+    than 2 (three interleaved pairs of runs), for about 160 MiB more peak RSS.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return min(4, cores + 1)
 
 
 def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:

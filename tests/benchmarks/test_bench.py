@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--tweets", "20000",
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--tweets", "20000", "--repeat", "2",
          "--results", str(tmp_path), "--workdir", str(tmp_path)],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -27,6 +27,9 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     # The pipeline and the baseline read the same pages and keep one row per tweet id.
     assert rows["pipeline"]["detail"]["rows"]["tweets"] == rows["baseline"]["detail"]["rows"]["tweets"] == 20000
     assert rows["pipeline_small"]["tweets"] < rows["pipeline"]["tweets"]
+    # each case ran twice and the row is the faster run (the lower middle of two)
+    for case, runs in report["all_runs"].items():
+        assert len(runs) == 2 and rows[case]["seconds"] == min(r["seconds"] for r in runs), case
     assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth"}
     assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
     # the generated lake is removed unless --keep
