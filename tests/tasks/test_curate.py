@@ -79,6 +79,32 @@ def test_spool_requires_a_part(day: date) -> None:
         DaySpool(day, 0)
 
 
+def test_spool_keeps_batch_order_empty_parts_and_releases_files(day: date) -> None:
+    """Batches spooled out of order (as worker threads finish) still let the later batch win a tie."""
+    fetched = pl.lit("2026-11-24T12:00:00Z").str.to_datetime(time_zone="UTC", time_unit="us")
+
+    def tweets(likes: int) -> pl.DataFrame:
+        frame = pl.DataFrame({"tweet_id": [3, 6, 9], "like_count": [likes] * 3, "text": ["a", None, "😀"]})
+        return TABLES["tweets"].conform(frame.with_columns(fetched.alias("fetched_at"), pl.lit(day).alias("dt")))
+
+    spool = DaySpool(day, parts=3)
+    try:
+        spool.add({"tweets": tweets(likes=2)}, batch=1)
+        spool.add({"tweets": tweets(likes=1)}, batch=0)
+        spool.add({"users": TABLES["users"].empty_frame()}, batch=2)  # an empty table spools nothing
+        part = spool.part_frame("tweets", 0)  # every id is 0 modulo 3
+        assert part["tweet_id"].to_list() == [3, 6, 9] and part["like_count"].to_list() == [2, 2, 2]
+        assert part["text"].to_list() == ["a", None, "😀"]
+        assert spool.part_frame("tweets", 1).is_empty() and spool.part_frame("tweets", 2).is_empty()
+        assert spool.part_frame("users", 0).schema == TABLES["users"].polars_schema
+        assert any(spool.root.iterdir())
+        spool.release("tweets")
+        assert not any(spool.root.iterdir())
+    finally:
+        spool.cleanup()
+    assert not spool.root.exists()
+
+
 def test_parallel_curate_writes_what_one_worker_writes(tmp_path, day: date) -> None:
     """Batches normalized on several threads and parts encoded in parallel give the same files."""
     request = {"source": "sample", "query": "q", "fetched_at": "2026-11-24T23:59:59.999Z"}

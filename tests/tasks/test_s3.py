@@ -73,8 +73,8 @@ def test_keys_parquet_csv_and_manifests_in_s3(s3_bucket_block: S3Bucket, day: da
     raw_keys = _land(lake, day)
     spool = _spool(lake, day, raw_keys, parts=3)
     try:
+        frames = dict(spool.part_frames("tweets"))  # before write_tables, which releases the spool
         files = write_tables(lake, spool, TABLES)
-        frames = dict(spool.part_frames("tweets"))
     finally:
         spool.cleanup()
 
