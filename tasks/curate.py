@@ -2,9 +2,11 @@
 
 Raw files are normalized in batches on worker threads; each batch's rows are spooled to local disk,
 split into parts by the table's integer key (`key % parts`), so a tweet seen on two pages lands in one
-part and each part is deduplicated on its own: memory stays bounded by a part, not by the day. Each part is written to the bucket as
-`curated/<table>/dt=D/part-NNNNN.parquet` and `.csv.gz`; a manifest per format lists the exact keys
-(Redshift's `MANIFEST VERBOSE` layout: url, mandatory, content_length and record_count).
+part and each part is deduplicated on its own: memory stays bounded by a part, not by the day.
+`tweet_metrics_daily` is not spooled: it is computed from each deduplicated part of `tweets`. Each part
+is written to the bucket as `curated/<table>/dt=D/part-NNNNN.parquet` and `.csv.gz`; a manifest per
+format lists the exact keys (Redshift's `MANIFEST VERBOSE` layout: url, mandatory, content_length and
+record_count).
 """
 
 from __future__ import annotations
@@ -168,8 +170,8 @@ class DaySpool:
                 part = (pl.col(TABLES[name].partition_column) % self.parts).alias("_part")
                 by_part = frame.with_columns(part).partition_by("_part", as_dict=True, include_key=False)
                 chunks = [by_part.get((p,), frame.clear()) for p in range(self.parts)]
-            # Arrow's own writer: polars' `write_ipc` does not keep one record batch per chunk. Plain Arrow
-            # strings (not polars' string views) read back without a conversion.
+            # Arrow's own writer, one record batch per part: polars' `write_ipc` merges and splits chunks
+            # into record batches of its own sizes.
             batches = [c.to_arrow(compat_level=pl.CompatLevel.oldest()).combine_chunks() for c in chunks]
             path = self.root / f"{name}-{batch:06d}.arrow"
             with pa_ipc.new_file(path, batches[0].schema) as writer:
@@ -187,10 +189,9 @@ class DaySpool:
         for _, path in files:
             with pa.OSFile(str(path)) as source:
                 batches.append(pa_ipc.open_file(source).get_batch(part))
-        rows = pa.Table.from_batches(batches) if batches else None
-        if rows is None or rows.num_rows == 0:
+        if not any(b.num_rows for b in batches):
             return TABLES[name].empty_frame()
-        return deduplicate(pl.from_arrow(rows), name)  # type: ignore[arg-type]
+        return deduplicate(pl.from_arrow(pa.Table.from_batches(batches)), name)  # type: ignore[arg-type]
 
     def part_frames(self, name: str) -> Iterator[tuple[int, pl.DataFrame]]:
         for part in range(self.parts):
