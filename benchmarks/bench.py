@@ -137,8 +137,8 @@ def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
-    from tasks.curate import PARQUET_COMPRESSION
     from tasks.normalize import RAW_LINE_SCHEMA
+    from tasks.schema import PARQUET_COMPRESSION
 
     parse = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
     read = pajson.ReadOptions(block_size=16 << 20)

@@ -37,12 +37,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tweet_metrics_daily
-from tasks.schema import TABLES, TWEET_METRICS_DAILY, TWEETS, Table
+from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
-# Snappy, Parquet's usual codec, which Redshift COPY reads: zstd made the files about 40% smaller but cost
-# about a quarter more CPU to write, and curated Parquet is a load format, not an archive.
-PARQUET_COMPRESSION = "snappy"
 FORMATS = ("parquet", "csv")
 CSV_GZIP_LEVEL = 2  # ISA-L's levels are 0-3; its default 2 compresses a little better than zlib's 1
 # Raw files are parsed and normalized about 8 MiB (compressed) at a time: fewer, larger batches cost less
