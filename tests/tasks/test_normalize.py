@@ -124,3 +124,18 @@ def test_unreadable_created_at_is_counted_and_the_row_kept(day: date) -> None:
         "tweet created_at not an RFC 3339 time (row kept, value null)": 1,
         "user created_at not an RFC 3339 time (row kept, value null)": 1,
     }
+
+
+def test_raw_file_of_several_gzip_members_reads_every_member(day: date) -> None:
+    """Raw files appended to (one gzip member per write) read as one file, like `gzip -d`."""
+    first = _pages([{"data": [{"id": "1", "text": "a"}], "meta": {"result_count": 1}}])
+    second = _pages([{"data": [{"id": "2", "text": "b"}], "meta": {"result_count": 1}}])
+    frames, stats = normalize_raw_file(first + second, day)
+    assert frames["tweets"]["tweet_id"].to_list() == [1, 2]
+    assert stats.pages == 2
+
+
+def test_truncated_raw_file_is_a_clear_error(day: date) -> None:
+    data = _pages([{"data": [{"id": "1", "text": "a"}], "meta": {"result_count": 1}}])
+    with pytest.raises(EOFError, match="truncated"):
+        normalize_raw_file(data[: len(data) // 2], day)
