@@ -88,9 +88,12 @@ def manifest_key(table: str, day: date, fmt: str) -> str:
 def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
     buf = io.BytesIO()
     # Written through Arrow with the schema module's Arrow schema, so nullability and types match DDL.
-    dictionary = [c.name for c in table.columns if c.parquet_dictionary]
     pq.write_table(
-        frame.to_arrow().cast(table.arrow_schema), buf, compression=PARQUET_COMPRESSION, use_dictionary=dictionary
+        frame.to_arrow().cast(table.arrow_schema),
+        buf,
+        compression=PARQUET_COMPRESSION,
+        use_dictionary=[c.name for c in table.columns if c.parquet_dictionary],
+        write_statistics=[c.name for c in table.columns if c.parquet_statistics],
     )
     return buf.getvalue()
 

@@ -6,6 +6,7 @@ from datetime import date
 import orjson
 import polars as pl
 import psycopg2
+import pyarrow.parquet as pq
 import pytest
 from prefect.filesystems import LocalFileSystem
 
@@ -37,6 +38,10 @@ def test_parts_manifests_and_parquet_round_trip(
     assert [e["meta"]["content_length"] for e in manifest["entries"]] == [o.size for o in tweets.parquet]
     csv_manifest = orjson.loads(local_bucket.read(manifest_key("tweets", day, "csv")))
     assert all(e["url"].endswith(".csv.gz") for e in csv_manifest["entries"])
+    metadata = pq.ParquetFile(io.BytesIO(local_bucket.read(tweets.keys("parquet")[0]))).metadata.row_group(0)
+    statistics = {metadata.column(i).path_in_schema: metadata.column(i).is_stats_set for i in range(metadata.num_columns)}
+    assert statistics["tweet_id"] and statistics["created_at"] and statistics["lang"]
+    assert not statistics["text"]  # free text: min/max would prune nothing
 
 
 def test_rerun_with_fewer_parts_leaves_no_stale_files(
