@@ -11,6 +11,7 @@ record_count).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import math
@@ -217,6 +218,26 @@ def default_workers() -> int:
     return min(4, cores + 1)
 
 
+def retain_freed_heap() -> None:
+    """Have glibc keep freed heap memory for reuse rather than hand it back to the kernel at once.
+
+    By default a worker thread's heap is trimmed as soon as about two raw files' worth is free at its
+    top, so every batch's inflated pages (~6 MiB a raw file) are faulted in afresh, at a cost in system
+    CPU that is high on this VM. With up to 64 MiB kept per heap, at 1,000,000 tweets: 0.7 s less system
+    CPU, 3-4% less wall time, about 100 MiB more peak RSS (four interleaved pairs of runs, twice).
+    Process-wide and harmless to repeat; a no-op outside glibc.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):  # type: ignore[union-attr]
+            return
+    except (ValueError, OSError, AttributeError):  # no such name outside glibc systems
+        return
+    libc = ctypes.CDLL(None)  # the C library this process already uses
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # blocks up to 32 MiB come from the heap, not their own mmap
+    libc.mallopt(m_trim_threshold, 64 << 20)
+
+
 def _bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """`map` on a thread pool, in order, with at most `2 * workers` items in flight (bounded memory).
 
@@ -346,6 +367,7 @@ def curate_raw_files(
     """
     logger = logger or _LOGGER
     workers = workers or default_workers()
+    retain_freed_heap()
     spool = DaySpool(day, parts)
     stats = NormalizeStats()
 
