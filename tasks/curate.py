@@ -228,9 +228,10 @@ def retain_freed_heap() -> None:
     Process-wide and harmless to repeat; a no-op outside glibc.
     """
     try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):  # type: ignore[union-attr]
-            return
-    except (ValueError, OSError, AttributeError):  # no such name outside glibc systems
+        libc_version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):  # no such name (or no `confstr`) outside glibc systems
+        return
+    if not libc_version.startswith("glibc"):
         return
     libc = ctypes.CDLL(None)  # the C library this process already uses
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
