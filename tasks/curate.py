@@ -140,10 +140,10 @@ class DaySpool:
     """Collects normalized batches for one day on local disk, split into parts by key.
 
     One uncompressed Arrow IPC file per table and batch, holding one record batch per part, so reading
-    a part maps only its own bytes of each file. Written and read at memory speed, and never leaving
-    the machine. (A file per table, part and batch cost about half as much again in per-file overhead.)
-    Parts are memory-mapped rather than read: no copy into fresh memory, about a tenth less CPU for the
-    whole curate step (two sets of four interleaved runs) for 60-90 MiB more peak RSS.
+    a part memory-maps only its own bytes of each file: no copy into fresh memory, about a tenth less CPU
+    for the whole curate step than reading them (two sets of four interleaved runs), for 60-90 MiB more
+    peak RSS. Written at memory speed, and never leaving the machine. (A file per table, part and batch
+    cost about half as much again in per-file overhead.)
     `add` is safe to call from several threads, each with its own batch number.
     """
 
