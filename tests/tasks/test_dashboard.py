@@ -12,8 +12,10 @@ import base64
 import html
 import json
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -73,7 +75,7 @@ class Chromium:
         profile.mkdir()
         self.proc = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -148,13 +150,23 @@ class Chromium:
         return rendered
 
     def close(self) -> None:
+        """Stop chromium and every helper process it forked (renderer, GPU, crashpad).
+
+        Terminating only the browser process left helpers writing into the profile while the temporary
+        directory was being removed ("Directory not empty: 'Default'"), so the whole session is stopped
+        and waited for.
+        """
         if getattr(self, "ws", None) is not None:
             self.ws.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    return
+                self.proc.poll()  # reap the browser process; helpers are reaped by init
+                time.sleep(0.1)
 
 
 def render_in_chromium(path: Path, screenshot: Path) -> Rendered:
