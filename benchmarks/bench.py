@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     small = args.small_tweets or max(1, args.tweets // 10)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     # With --keep the lake stays in --workdir, named by size and seed, and a later run reuses it.
     workdir = Path(tempfile.mkdtemp(prefix="x-pipeline-bench-", dir=args.workdir))
     lake = (args.workdir / f"lake-{args.tweets}-seed{args.seed}") if args.keep and args.workdir else workdir / "lake"

@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
+    workdir = tmp_path / "not-yet-created"  # --workdir is created when missing
     run = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--tweets", "20000", "--repeat", "2",
-         "--results", str(tmp_path), "--workdir", str(tmp_path)],
+         "--results", str(tmp_path), "--workdir", str(workdir)],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
@@ -33,4 +34,4 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth"}
     assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
     # the generated lake is removed unless --keep
-    assert not any(p.name.startswith("x-pipeline-bench-") for p in tmp_path.iterdir())
+    assert workdir.is_dir() and not any(p.name.startswith("x-pipeline-bench-") for p in workdir.iterdir())
