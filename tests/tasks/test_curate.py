@@ -1,6 +1,8 @@
 import gzip
 import io
 import itertools
+import threading
+import time
 from datetime import date
 
 import orjson
@@ -11,7 +13,7 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 
 from tasks.bucket import LocalBucket
-from tasks.curate import DaySpool, curate_raw_files, curated_prefix, manifest_key
+from tasks.curate import DaySpool, _bounded_map, curate_raw_files, curated_prefix, manifest_key
 from tasks.land import encode_pages
 from tasks.normalize import deduplicate
 from tasks.sample import generate_pages
@@ -122,6 +124,9 @@ def test_parallel_curate_writes_what_one_worker_writes(tmp_path, day: date) -> N
                 for i, (a, b) in enumerate(itertools.pairwise(bounds))]
         curated = curate_raw_files(bucket, day, keys, parts=2, workers=workers, batch_bytes=batch_bytes)
         assert curated.stats.tweets_seen == 1201
+        for files in curated.tables.values():  # parts written as they are encoded, listed in part order
+            for fmt in ("parquet", "csv"):
+                assert files.keys(fmt) == sorted(files.keys(fmt))
         results[workers] = {
             name: pl.concat([pl.read_parquet(bucket.local_path(k)) for k in files.keys("parquet")])
             for name, files in curated.tables.items() if files.rows
@@ -134,3 +139,33 @@ def test_parallel_curate_writes_what_one_worker_writes(tmp_path, day: date) -> N
             assert results[1][name].equals(results[3][name]), name
     assert results[1]["csv"] == results[3]["csv"]
     assert results[1]["tweets"].height == 1200
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_bounded_map_keeps_at_most_twice_the_workers_in_flight(ordered: bool) -> None:
+    """Unordered, results come as they complete (a slow first item holds up nothing); either way no
+    more than `2 * workers` items are taken from the input before their results are consumed."""
+    taken = consumed = 0
+    most_in_flight = 0
+    lock = threading.Lock()
+
+    def items():
+        nonlocal taken, most_in_flight
+        for i in range(12):
+            with lock:
+                taken += 1
+                most_in_flight = max(most_in_flight, taken - consumed)
+            yield i
+
+    def work(i: int) -> int:
+        time.sleep(0.2 if i == 0 else 0.01)
+        return i
+
+    results = []
+    for result in _bounded_map(work, items(), workers=2, ordered=ordered):
+        with lock:
+            consumed += 1
+        results.append(result)
+    assert sorted(results) == list(range(12))
+    assert most_in_flight <= 4
+    assert (results == list(range(12))) is ordered  # unordered: item 0 finishes after the quick ones
