@@ -139,3 +139,23 @@ def test_truncated_raw_file_is_a_clear_error(day: date) -> None:
     data = _pages([{"data": [{"id": "1", "text": "a"}], "meta": {"result_count": 1}}])
     with pytest.raises(EOFError, match="truncated"):
         normalize_raw_file(data[: len(data) // 2], day)
+
+
+def test_null_and_empty_lists_and_null_elements_give_no_rows(day: date) -> None:
+    body = {
+        "data": [
+            None,
+            {"id": "1", "text": "a", "entities": {"hashtags": [None, {"start": 0, "end": 2, "tag": "x"}]},
+             "referenced_tweets": [None]},
+            {"id": "2", "text": "b", "entities": {"hashtags": [], "urls": None}, "referenced_tweets": []},
+        ],
+        "includes": {"users": [None, {"id": "9", "username": "u"}]},
+        "meta": {"result_count": 2},
+    }
+    empty = {"data": None, "includes": {"users": []}, "meta": {"result_count": 0}}
+    frames, stats = normalize_raw_file(_pages([body, empty]), day)
+    assert frames["tweets"]["tweet_id"].to_list() == [1, 2]
+    assert frames["tweet_hashtags"].select("tweet_id", "tag").rows() == [(1, "x")]
+    assert frames["tweet_references"].is_empty() and frames["tweet_urls"].is_empty()
+    assert frames["users"]["user_id"].to_list() == [9]
+    assert stats.tweets_seen == 2 and stats.skipped == {}
