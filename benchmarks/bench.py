@@ -364,7 +364,7 @@ def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
     def flag(key: str) -> str:
         return "ok" if met[key] else "MISSED"
 
-    print(f"\npipeline vs baseline: {ratios['speedup_vs_baseline']:.1f}x faster (target >= 4x) "
+    print(f"\npipeline vs baseline: {ratios['speedup_vs_baseline']:.2f}x faster (target >= 4x) "
           f"{flag('speedup_vs_baseline')}")
     print(f"pipeline vs floor:    {ratios['slowdown_vs_floor']:.2f}x the floor's time (target <= 2x) "
           f"{flag('slowdown_vs_floor')}")
