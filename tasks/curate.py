@@ -211,8 +211,8 @@ def default_workers() -> int:
     """One worker per core this process may use, plus one, at most 4 (each holds a batch or a part).
 
     The extra worker keeps every core busy while another waits on the calling thread, which reads the
-    raw files and writes to the bucket: on 2 cores, 3 workers took 0.2-0.7 s less per 1,000,000 tweets
-    than 2 (three interleaved pairs of runs), for about 160 MiB more peak RSS.
+    raw files and writes to the bucket: on 2 cores, 3 workers took 0.1-0.7 s less per 1,000,000 tweets
+    than 2 (interleaved pairs of runs on two days), for about 200 MiB more peak RSS.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(4, cores + 1)
