@@ -211,6 +211,9 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
              rows_per_file: int) -> CaseResult:
     keys_file = workdir / f"{name}.keys.json"
     keys_file.write_text(json.dumps(keys))
+    # Write back what earlier cases wrote (hundreds of MiB each) before this one starts, so that no case
+    # shares the cores with the kernel flushing another case's output.
+    os.sync()
     result, process_seconds, usage = run_child(
         "--case", case, "--root", str(root), "--keys-file", str(keys_file), "--out", str(workdir / f"{name}.out"),
         "--expected-tweets", str(expected_tweets), "--rows-per-file", str(rows_per_file),
