@@ -316,7 +316,7 @@ def write_tables(
         return unit[0], _encode_part(spool, *unit)
 
     # Written as they are encoded: in order, the small parts finished beside a large one waited for it,
-    # and so did the idle workers (the write phase kept 1.65 of 2 cores busy, now ~1.9).
+    # and so did the idle workers (the write phase kept 1.65 of 2 cores busy, now about 1.85).
     for name, unit_parts in _bounded_map(encode_unit, units, workers, ordered=False):
         parts_to_read[name] -= 1
         if not parts_to_read[name]:
