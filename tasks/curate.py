@@ -327,14 +327,12 @@ def write_tables(
             parquet = bucket.write(f"{stem}.parquet", encoded.parquet)
             csv = bucket.write(f"{stem}.csv.gz", encoded.csv)
             written[encoded.name].append((encoded.part, parquet, csv, encoded.rows))
-    for name, parts in written.items():
-        table_files = files[name]
-        for _, parquet, csv, rows in sorted(parts, key=lambda p: p[0]):
+    for name, table_files in files.items():
+        for _, parquet, csv, rows in sorted(written[name], key=lambda p: p[0]):  # manifests list parts in order
             table_files.parquet.append(parquet)
             table_files.csv.append(csv)
             table_files.part_rows.append(rows)
             table_files.rows += rows
-    for name, table_files in files.items():
         clear_manifests(name)
         for fmt, objects in (("parquet", table_files.parquet), ("csv", table_files.csv)):
             key = manifest_key(name, spool.day, fmt)
