@@ -66,14 +66,14 @@ class CaseResult:
 # --- the cases, each run in a child process -------------------------------------------------------
 
 
-def run_pipeline(root: Path, keys: list[str], expected_tweets: int, rows_per_file: int) -> dict[str, Any]:
+def run_pipeline(root: Path, keys: list[str], expected_tweets: int, rows_per_file: int | None) -> dict[str, Any]:
     from prefect.filesystems import LocalFileSystem
 
     from tasks.bucket import LocalBucket
-    from tasks.curate import curate_raw_files, part_count
+    from tasks.curate import ROWS_PER_FILE, curate_raw_files, part_count
 
     bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
-    parts = part_count(expected_tweets, rows_per_file)
+    parts = part_count(expected_tweets, rows_per_file or ROWS_PER_FILE)
     started = time.perf_counter()
     curated = curate_raw_files(bucket, DAY, keys, parts)
     seconds = time.perf_counter() - started
@@ -208,7 +208,7 @@ def run_child(*case_args: str) -> tuple[dict[str, Any], float, resource.struct_r
 
 
 def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, expected_tweets: int,
-             rows_per_file: int) -> CaseResult:
+             rows_per_file: int | None) -> CaseResult:
     keys_file = workdir / f"{name}.keys.json"
     keys_file.write_text(json.dumps(keys))
     # Write back what earlier cases wrote (hundreds of MiB each) before this one starts, so that no case
@@ -216,7 +216,8 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
     os.sync()
     result, process_seconds, usage = run_child(
         "--case", case, "--root", str(root), "--keys-file", str(keys_file), "--out", str(workdir / f"{name}.out"),
-        "--expected-tweets", str(expected_tweets), "--rows-per-file", str(rows_per_file),
+        "--expected-tweets", str(expected_tweets),
+        *(["--rows-per-file", str(rows_per_file)] if rows_per_file else []),
     )
     return CaseResult(
         case=name,
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tweets", type=int, default=1_000_000, help="tweets to generate (default 1,000,000)")
     p.add_argument("--small-tweets", type=int, help="tweets of the memory-growth run (default: a tenth)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--rows-per-file", type=int, default=250_000, help="as the flow's --rows-per-file")
+    p.add_argument("--rows-per-file", type=int, help="as the flow's --rows-per-file (default: the flow's default)")
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--workdir", type=Path, help="where the generated lake goes (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated lake in --workdir and reuse it next time")

@@ -15,6 +15,7 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.daily import process_day
+from tasks.curate import ROWS_PER_FILE
 from tasks.summary import RunSummary
 
 
@@ -40,7 +41,7 @@ def backfill(
     max_parallel: int = 4,
     bucket_block: str | None = None,
     warehouse_block: str | None = None,
-    rows_per_file: int = 250_000,
+    rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
 ) -> dict[str, int]:
     """Replay every day from `start` to `end` (inclusive) from landed raw pages; returns tweets per day.

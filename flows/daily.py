@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from tasks.bucket import BucketError, load_bucket
 from tasks.catchup import days_to_process
-from tasks.curate import curate_day, part_count
+from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
@@ -71,7 +71,7 @@ def process_day(
     x_lookback_hours: float = 72,
     x_api_base_url: str | None = None,
     sample_tweets: int = 400,
-    rows_per_file: int = 250_000,
+    rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
 ) -> RunSummary:
     """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
@@ -130,7 +130,7 @@ def daily(
     x_lookback_hours: float = 72,
     x_api_base_url: str | None = None,
     sample_tweets: int = 400,
-    rows_per_file: int = 250_000,
+    rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
     max_catchup_days: int = 7,
 ) -> RunSummary:
@@ -195,7 +195,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--x-api-base-url", default=None,
                    help="x_api: send requests to this host instead of https://api.twitter.com (a proxy)")
     p.add_argument("--sample-tweets", type=int, default=400, help="tweets per query from the sample source")
-    p.add_argument("--rows-per-file", type=int, default=250_000, help="rows per curated part file")
+    p.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per curated part file")
     p.add_argument("--local-root", default="data", help="folder for the embedded bucket and warehouse")
     return p.parse_args(argv)
 

@@ -71,7 +71,14 @@ class TableFiles:
         return [o.key for o in (self.parquet if fmt == "parquet" else self.csv)]
 
 
-def part_count(expected_rows: int, rows_per_file: int) -> int:
+# A part is the unit of memory of the write step (read, deduplicated and encoded whole). At 1,000,000
+# tweets, 8 parts of 125,000 rows took about 250 MiB less peak RSS than 4 of 250,000, at the same speed
+# (three interleaved sets of runs); a tweets part is about 10 MiB of Parquet, well inside the 1 MB-1 GB
+# that Redshift's COPY is tuned for.
+ROWS_PER_FILE = 125_000
+
+
+def part_count(expected_rows: int, rows_per_file: int = ROWS_PER_FILE) -> int:
     """How many parts a day of `expected_rows` is split into so a part holds about `rows_per_file` rows."""
     return max(1, math.ceil(expected_rows / rows_per_file))
 
