@@ -78,7 +78,7 @@ class TableFiles:
 ROWS_PER_FILE = 125_000
 
 
-def part_count(expected_rows: int, rows_per_file: int = ROWS_PER_FILE) -> int:
+def part_count(expected_rows: int, rows_per_file: int) -> int:
     """How many parts a day of `expected_rows` is split into so a part holds about `rows_per_file` rows."""
     return max(1, math.ceil(expected_rows / rows_per_file))
 
