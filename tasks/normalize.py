@@ -13,6 +13,7 @@ from datetime import date
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from isal import igzip
 
@@ -118,14 +119,21 @@ class NormalizeStats:
             self.skip(k, v)
 
 
-def _ts(text: pl.Expr) -> pl.Expr:
-    """RFC 3339 text (the API's `2026-11-24T10:00:00.000Z`, or with an offset) as a UTC timestamp.
+def _timestamps(text: pl.Series) -> pl.Series:
+    """RFC 3339 text (the API's `2026-11-24T10:00:00.000Z`, or with an offset) as UTC timestamps.
 
-    An explicit format parses about a third faster than polars' inference, and the values are nearly
-    unique, so its cache of parsed values only costs. Text that does not parse becomes null and is counted
-    (`_count_unparsed`).
+    Arrow's ISO 8601 cast parses the API's times about 7 times faster than polars' `%+` (chrono), but
+    rejects the whole column for one value it cannot read: that column is parsed again by polars, where
+    such a value becomes null and is counted (`_count_unparsed`). Arrow also reads ISO 8601 forms that
+    RFC 3339 leaves out (no seconds, an hour-only offset).
     """
-    return text.str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False, cache=False)
+    try:
+        parsed = pc.cast(text.to_arrow(compat_level=pl.CompatLevel.oldest()), pa.timestamp("us", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # An explicit format parses about a third faster than polars' inference, and the values are nearly
+        # unique, so its cache of parsed values only costs.
+        return text.str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False, cache=False)
+    return pl.Series(text.name, parsed)
 
 
 def _int_id(col: str) -> pl.Expr:
@@ -211,7 +219,7 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
     pages = pages.select(
         pl.col("request").struct.field("source").fill_null("unknown").alias("_source"),
         pl.col("request").struct.field("query").fill_null("").alias("_query"),
-        _ts(pl.col("request").struct.field("fetched_at")).alias("fetched_at"),
+        _timestamps(pages["request"].struct.field("fetched_at")).alias("fetched_at"),
         pl.col("body").struct.field("data").alias("_data"),
         pl.col("body").struct.field("includes").struct.field("users").alias("_users"),
         pl.col("body").struct.field("errors").list.len().fill_null(0).alias("_n_errors"),
@@ -234,7 +242,7 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         "tweet_id",
         _int_id("author_id").alias("author_id"),
         _int_id("conversation_id").alias("conversation_id"),
-        _ts(pl.col("created_at")).alias("created_at"),
+        _timestamps(tweets_raw["created_at"]),
         "lang",
         "text",
         pl.col("note_tweet").struct.field("text").alias("note_text"),
@@ -292,7 +300,7 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         "name",
         "description",
         "location",
-        _ts(pl.col("created_at")).alias("created_at"),
+        _timestamps(users_raw["created_at"]),
         "verified",
         *[upm.struct.field(k).alias(k) for k in ("followers_count", "following_count", "tweet_count", "listed_count")],
         "profile_image_url",

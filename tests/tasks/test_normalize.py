@@ -126,6 +126,24 @@ def test_unreadable_created_at_is_counted_and_the_row_kept(day: date) -> None:
     }
 
 
+def test_created_at_with_offsets_and_fractions_is_read_as_utc(day: date) -> None:
+    """Columns that Arrow's ISO 8601 cast reads whole, and one it rejects (nanoseconds), which polars reads."""
+    texts = {
+        "1": "2026-11-24T10:00:00.123Z",
+        "2": "2026-11-24T10:00:00+02:00",
+        "3": "2026-11-24T10:00:00.5-05:30",
+        "4": "2026-11-24T10:00:00.123456789Z",
+    }
+    expected = {"1": "2026-11-24T10:00:00.123000", "2": "2026-11-24T08:00:00.000000",
+                "3": "2026-11-24T15:30:00.500000", "4": "2026-11-24T10:00:00.123456"}
+    for ids in (["1", "2", "3"], ["1", "4"]):
+        body = {"data": [{"id": i, "text": "t", "created_at": texts[i]} for i in ids], "meta": {"result_count": len(ids)}}
+        frames, stats = normalize_raw_file(_pages([body]), day)
+        created = frames["tweets"].select("tweet_id", pl.col("created_at").dt.replace_time_zone(None)).rows()
+        assert {str(k): v.isoformat(timespec="microseconds") for k, v in created} == {i: expected[i] for i in ids}
+        assert stats.skipped == {}
+
+
 def test_raw_file_of_several_gzip_members_reads_every_member(day: date) -> None:
     """Raw files appended to (one gzip member per write) read as one file, like `gzip -d`."""
     first = _pages([{"data": [{"id": "1", "text": "a"}], "meta": {"result_count": 1}}])
