@@ -41,6 +41,7 @@ from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tw
 from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
+CSV_TIME_FORMATS = {"timestamp": CSV_DATETIME_FORMAT, "date": "%Y-%m-%d"}
 FORMATS = ("parquet", "csv")
 CSV_GZIP_LEVEL = 2  # ISA-L's levels are 0-3; its default 2 compresses a little better than zlib's 1
 # Raw files are parsed and normalized about 8 MiB (compressed) at a time: fewer, larger batches cost less
@@ -109,26 +110,25 @@ def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
 def csv_bytes(frame: pl.DataFrame, table: Table) -> bytes:
     """RFC 4180 CSV, UTF-8, header, `"` doubled inside quotes; null is an empty unquoted field and an
     empty string is `""`, which PostgreSQL's and Redshift's CSV readers both keep apart."""
-    # Timestamps formatted by polars' vectorized `to_string` cost about half of `write_csv`'s own formatting.
+    # Times formatted by polars' vectorized `to_string` cost about half of `write_csv`'s own formatting.
     frame = frame.with_columns(
-        _format_repeated(frame[c.name]) if c.repetitive else pl.col(c.name).dt.to_string(CSV_DATETIME_FORMAT)
+        _format_repeated(frame[c.name], fmt) if c.few_values else pl.col(c.name).dt.to_string(fmt)
         for c in table.columns
-        if c.kind == "timestamp"
+        if (fmt := CSV_TIME_FORMATS.get(c.kind))
     )
     buf = io.BytesIO()
     # gzip was most of a CSV part's cost: ISA-L writes the same format with about a tenth of zlib's CPU.
     # Compressed as polars writes it (in chunks of a few MiB), the whole text is never held at once.
     with igzip.IGzipFile(fileobj=buf, mode="wb", compresslevel=CSV_GZIP_LEVEL, mtime=0) as gz:
-        frame.write_csv(gz, include_header=True, quote_style="necessary", date_format="%Y-%m-%d", line_terminator="\n")
+        frame.write_csv(gz, include_header=True, quote_style="necessary", line_terminator="\n")
     return buf.getvalue()
 
 
-def _format_repeated(timestamps: pl.Series) -> pl.Expr:
-    """Format each distinct timestamp once and map the rows to its text: for a column like `fetched_at`
-    (one value per page) several times cheaper than formatting every row, and the same text."""
-    distinct = timestamps.unique()
-    text = distinct.dt.to_string(CSV_DATETIME_FORMAT)
-    return pl.col(timestamps.name).replace_strict(distinct, text, return_dtype=pl.String)
+def _format_repeated(times: pl.Series, fmt: str) -> pl.Expr:
+    """Format each distinct time once and map the rows to its text: for a column like `fetched_at` (one
+    value per page) or `dt` (one a day) several times cheaper than formatting every row, and the same text."""
+    distinct = times.unique()
+    return pl.col(times.name).replace_strict(distinct, distinct.dt.to_string(fmt), return_dtype=pl.String)
 
 
 def manifest_bytes(bucket: Bucket, objects: list[StoredObject], part_rows: list[int]) -> bytes:

@@ -36,8 +36,13 @@ class Column:
     repetitive: bool = False
 
     @property
-    def parquet_dictionary(self) -> bool:
+    def few_values(self) -> bool:
+        """Repetitive, or a date or boolean (few distinct values by nature)."""
         return self.repetitive or self.kind in ("date", "bool")
+
+    @property
+    def parquet_dictionary(self) -> bool:
+        return self.few_values
 
     @property
     def parquet_statistics(self) -> bool:
