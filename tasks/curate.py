@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tweet_metrics_daily
-from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, Table
+from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, USERS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
 CSV_TIME_FORMATS = {"timestamp": CSV_DATETIME_FORMAT, "date": "%Y-%m-%d"}
@@ -51,6 +51,9 @@ RAW_BATCH_BYTES = 8 << 20
 DERIVED: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
     TWEET_METRICS_DAILY.name: (TWEETS.name, tweet_metrics_daily),
 }
+# Tables whose rows repeat across the day's pages (a page includes each user it shows): at 1,000,000 tweets,
+# 1.3 million user rows for 250,000 users. A row that a row already spooled supersedes is left out of the spool.
+REPEATING = (USERS.name,)
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -152,6 +155,10 @@ class DaySpool:
     peak RSS. Written at memory speed, and never leaving the machine. (A file per table, part and batch
     cost about half as much again in per-file overhead.)
     `add` is safe to call from several threads, each with its own batch number.
+
+    For a `REPEATING` table, the spool keeps the winning fetch of each key so far (`fetched_at`, then
+    batch), and `add` leaves out rows that one already spooled supersedes: the deduplicated parts are the
+    same, with about four fifths fewer user rows to spool, read and sort when batches come newest first.
     """
 
     def __init__(self, day: date, parts: int, workdir: Path | None = None) -> None:
@@ -161,6 +168,7 @@ class DaySpool:
         self.root = Path(tempfile.mkdtemp(prefix="x-pipeline-spool-", dir=workdir))
         self._batch = 0
         self._files: dict[str, list[tuple[int, Path]]] = {}  # table -> (batch, file)
+        self._winners: dict[str, pl.DataFrame] = {}  # REPEATING table -> key, fetched_at, _batch
         self._lock = threading.Lock()
 
     def add(self, tables: dict[str, pl.DataFrame], batch: int | None = None) -> None:
@@ -169,6 +177,8 @@ class DaySpool:
             if batch is None:
                 batch, self._batch = self._batch, self._batch + 1
         for name, frame in tables.items():
+            if name in REPEATING:
+                frame = self._drop_superseded(name, frame, batch)
             if frame.is_empty() or name in DERIVED:
                 continue
             chunks = [frame]
@@ -186,6 +196,32 @@ class DaySpool:
                     writer.write_batch(record_batch)
             with self._lock:
                 self._files.setdefault(name, []).append((batch, path))
+
+    def _drop_superseded(self, name: str, frame: pl.DataFrame, batch: int) -> pl.DataFrame:
+        """`frame` without the rows that a spooled row supersedes: same key, and fetched later, or as late
+        in a later batch (the row `deduplicate` would keep instead). Only rows proven superseded go; a null
+        `fetched_at` is never compared."""
+        [key] = TABLES[name].primary_key
+        with self._lock:
+            winners = self._winners.get(name)
+        if winners is not None:
+            seen = frame.select(key, "fetched_at").join(winners, on=key, how="left", suffix="_won", maintain_order="left")
+            won_at, fetched_at = seen["fetched_at_won"], seen["fetched_at"]
+            superseded = (won_at > fetched_at) | ((won_at == fetched_at) & (seen["_batch"] > batch))
+            if superseded.any():
+                frame = frame.filter(~superseded.fill_null(False))
+        # What is left beats every winner it was compared with, so it replaces them. A winner that another
+        # thread recorded meanwhile may be replaced by an older row: that only leaves more rows to spool.
+        latest = (
+            frame.select(key, "fetched_at").drop_nulls().group_by(key).agg(pl.col("fetched_at").max())
+            .with_columns(pl.lit(batch, dtype=pl.Int64).alias("_batch"))
+        )
+        with self._lock:
+            winners = self._winners.get(name)
+            self._winners[name] = latest if winners is None else pl.concat(
+                [winners.join(latest, on=key, how="anti"), latest]
+            )
+        return frame
 
     def part_frame(self, name: str, part: int) -> pl.DataFrame:
         """One part of a table, deduplicated."""
@@ -361,18 +397,19 @@ class CuratedDay:
 
 
 def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[tuple[int, list[str], list[bytes]]]:
+    """Batches of about `batch_bytes` of raw files, the last files (the latest fetched) first, so that the
+    spool can leave out the rows they supersede (`REPEATING`). Each batch holds its files in `raw_keys`
+    order and is numbered by its first file's position there: a higher number is a later batch."""
     batch: list[str] = []
     data: list[bytes] = []
-    number = size = 0
-    for key in raw_keys:
-        batch.append(key)
-        data.append(bucket.read(key))
+    size = 0
+    for position in range(len(raw_keys) - 1, -1, -1):
+        batch.append(raw_keys[position])
+        data.append(bucket.read(raw_keys[position]))
         size += len(data[-1])
-        if size >= batch_bytes:
-            yield number, batch, data
-            number, batch, data, size = number + 1, [], [], 0
-    if batch:
-        yield number, batch, data
+        if size >= batch_bytes or position == 0:
+            yield position, batch[::-1], data[::-1]
+            batch, data, size = [], [], 0
 
 
 def curate_raw_files(

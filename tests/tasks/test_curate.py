@@ -8,10 +8,12 @@ from datetime import date
 import orjson
 import polars as pl
 import psycopg2
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prefect.filesystems import LocalFileSystem
 
+import tasks.curate
 from tasks.bucket import LocalBucket
 from tasks.curate import DaySpool, _bounded_map, curate_raw_files, curated_prefix, manifest_key
 from tasks.land import encode_pages
@@ -110,6 +112,58 @@ def test_spool_keeps_batch_order_empty_parts_and_releases_files(day: date) -> No
     finally:
         spool.cleanup()
     assert not spool.root.exists()
+
+
+def test_spool_leaves_out_user_rows_a_spooled_row_supersedes(day: date) -> None:
+    """A later fetch wins, and at the same fetch time a later batch: rows that lose to a row already spooled
+    are never written, and the part is what deduplicating every row gives."""
+
+    def users(rows: list[tuple[int, str, str]]) -> pl.DataFrame:
+        frame = pl.DataFrame({"user_id": [r[0] for r in rows], "name": [r[1] for r in rows],
+                              "fetched_at": [r[2] for r in rows]})
+        frame = frame.with_columns(pl.col("fetched_at").str.to_datetime(time_zone="UTC", time_unit="us"),
+                                   pl.lit(day).alias("dt"))
+        return TABLES["users"].conform(frame)
+
+    batches = {  # spooled in this order, newest batch first, as curate does
+        2: users([(1, "b2", "2026-11-24T12:00:00Z"), (2, "b2", "2026-11-24T12:00:00Z")]),
+        1: users([(1, "b1 tie", "2026-11-24T12:00:00Z"), (2, "b1 later", "2026-11-24T13:00:00Z"),
+                  (3, "b1", "2026-11-24T12:00:00Z")]),
+        0: users([(1, "b0 older", "2026-11-24T11:00:00Z"), (3, "b0 tie", "2026-11-24T12:00:00Z")]),
+        3: users([(2, "b3 older", "2026-11-24T12:30:00Z"), (1, "b3 tie", "2026-11-24T12:00:00Z")]),
+    }
+    spool = DaySpool(day, parts=1)
+    try:
+        for number, frame in batches.items():
+            spool.add({"users": frame}, batch=number)
+        spooled = sum(pa.ipc.open_file(pa.memory_map(str(f))).read_all().num_rows for f in spool.root.glob("users-*"))
+        part = spool.part_frame("users", 0)
+    finally:
+        spool.cleanup()
+    everything = pl.concat([batches[n] for n in sorted(batches)])  # arrival order decides a tie
+    assert part.equals(deduplicate(everything, "users"))
+    assert dict(part.select("user_id", "name").iter_rows()) == {1: "b3 tie", 2: "b1 later", 3: "b1"}
+    assert spooled == 5  # of 9: "b1 tie", "b0 older", "b0 tie" and "b3 older" lost to a row spooled before them
+
+
+def test_curate_leaves_the_same_users_with_or_without_leaving_out_superseded_rows(
+    tmp_path, day: date, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users shown on many pages fetched at different times, in raw files of any fetch order."""
+    bodies = list(generate_pages(day, "q", 2000, page_size=50))
+    fetched = [f"2026-11-24T{h:02d}:00:00.000Z" for h in (9, 14, 11, 14, 10, 13, 12, 9)]
+    pages = [FetchedPage(request={"source": "sample", "query": "q", "fetched_at": fetched[i % len(fetched)]}, body=b)
+             for i, b in enumerate(bodies)]
+    users = {}
+    for repeating in (("users",), ()):
+        monkeypatch.setattr(tasks.curate, "REPEATING", repeating)
+        bucket = LocalBucket(LocalFileSystem(basepath=str(tmp_path / f"lake-{len(repeating)}")))
+        keys = [bucket.write(f"raw/q/part-{i:05d}.jsonl.gz", encode_pages(pages[i * 5:(i + 1) * 5])).key
+                for i in range(len(pages) // 5)]
+        curated = curate_raw_files(bucket, day, keys, parts=2, workers=3, batch_bytes=1)
+        users[repeating] = pl.concat([pl.read_parquet(bucket.local_path(k)) for k in curated.tables["users"].keys("parquet")])
+    assert sum(len(b.get("includes", {}).get("users", [])) for b in bodies) > 1.5 * users[()].height  # repeats
+    assert users[("users",)].equals(users[()])
 
 
 def test_parallel_curate_writes_what_one_worker_writes(tmp_path, day: date) -> None:
