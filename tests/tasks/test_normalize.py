@@ -1,3 +1,4 @@
+import gzip
 from datetime import date
 
 import polars as pl
@@ -103,6 +104,21 @@ def test_page_of_the_wrong_shape_is_counted_and_the_rest_kept(day: date) -> None
     assert frames["tweets"]["tweet_id"].to_list() == [42, 42]
     assert stats.skipped == {"page not in the X API v2 shape": 1}
     assert stats.pages == 3
+
+
+def test_page_that_is_not_utf8_is_counted_and_the_rest_kept(day: date) -> None:
+    lines = gzip.decompress(_pages([{"data": [{"id": "1", "text": "TEXT"}]}, {"data": [{"id": "2", "text": "ok"}]}]))
+    frames, stats = normalize_raw_file(gzip.compress(lines.replace(b"TEXT", b"caf\xe9")), day)
+    assert frames["tweets"]["tweet_id"].to_list() == [2]
+    assert stats.skipped == {"page not in the X API v2 shape": 1}
+
+
+def test_byte_order_mark_and_numeric_strings_are_read(day: date) -> None:
+    """A raw file that starts with a UTF-8 BOM; a count sent as a numeric string."""
+    body = {"data": [{"id": "7", "text": "ok", "public_metrics": {"like_count": "5", "retweet_count": 2}}]}
+    frames, stats = normalize_raw_file(b"\xef\xbb\xbf" + gzip.decompress(_pages([body])), day)
+    assert frames["tweets"].select("tweet_id", "like_count", "retweet_count").rows() == [(7, 5, 2)]
+    assert stats.skipped == {}
 
 
 def test_unreadable_created_at_is_counted_and_the_row_kept(day: date) -> None:
