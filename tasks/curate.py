@@ -423,8 +423,8 @@ def curate_raw_files(
 ) -> CuratedDay:
     """Stream the day's raw files through normalize, then write every table's curated files.
 
-    Raw files are read on the calling thread and normalized in batches on `workers` threads, then the
-    tables' parts are encoded on as many. Pure (no Prefect run context needed), so the benchmark
+    Raw files are read on the calling thread, the last first, and normalized in batches on `workers`
+    threads, then the tables' parts are encoded on as many. Pure (no Prefect run context needed), so the benchmark
     times exactly what the task runs.
     """
     logger = logger or _LOGGER
