@@ -158,7 +158,7 @@ class DaySpool:
 
     For a `REPEATING` table, the spool keeps the winning fetch of each key so far (`fetched_at`, then
     batch), and `add` leaves out rows that one already spooled supersedes: the deduplicated parts are the
-    same, with about four fifths fewer user rows to spool, read and sort when batches come newest first.
+    same, with about three quarters fewer user rows to spool, read and sort when batches come newest first.
     """
 
     def __init__(self, day: date, parts: int, workdir: Path | None = None) -> None:
@@ -205,7 +205,9 @@ class DaySpool:
         with self._lock:
             winners = self._winners.get(name)
         if winners is not None:
-            seen = frame.select(key, "fetched_at").join(winners, on=key, how="left", suffix="_won", maintain_order="left")
+            seen = frame.select(key, "fetched_at").join(
+                winners, on=key, how="left", suffix="_won", maintain_order="left"
+            )
             won_at, fetched_at = seen["fetched_at_won"], seen["fetched_at"]
             superseded = (won_at > fetched_at) | ((won_at == fetched_at) & (seen["_batch"] > batch))
             if superseded.any():
@@ -424,8 +426,8 @@ def curate_raw_files(
     """Stream the day's raw files through normalize, then write every table's curated files.
 
     Raw files are read on the calling thread, the last first, and normalized in batches on `workers`
-    threads, then the tables' parts are encoded on as many. Pure (no Prefect run context needed), so the benchmark
-    times exactly what the task runs.
+    threads, then the tables' parts are encoded on as many. Pure (no Prefect run context needed), so the
+    benchmark times exactly what the task runs.
     """
     logger = logger or _LOGGER
     workers = workers or default_workers()
