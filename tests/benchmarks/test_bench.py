@@ -34,9 +34,9 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth"}
     assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
     # the speed-up within each round: that round's baseline time over its pipeline time
-    runs = report["all_runs"]
+    all_runs = report["all_runs"]
     assert report["speedup_vs_baseline_by_round"] == [
-        b["seconds"] / p["seconds"] for p, b in zip(runs["pipeline"], runs["baseline"], strict=True)
+        b["seconds"] / p["seconds"] for p, b in zip(all_runs["pipeline"], all_runs["baseline"], strict=True)
     ]
     assert "round by round" in run.stdout
     # the generated lake is removed unless --keep
