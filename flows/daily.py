@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run
 
 from tasks.bucket import BucketError, load_bucket
@@ -200,22 +202,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def send_prefect_queues(timeout_seconds: float = 10) -> None:
+    """Send the run's queued logs and events to the Prefect API now rather than at interpreter exit, so
+    that Prefect's shutdown messages ("Still processing items ...") come before the CLI's own last lines.
+    (Prefect's test harness drains the same two workers.)"""
+    APILogWorker.drain_all(timeout=timeout_seconds)
+    EventsWorker.drain_all(timeout=timeout_seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    summary = daily(
-        day=args.day,
-        queries=args.queries or DEFAULT_QUERIES,
-        accounts=args.accounts,
-        source=args.source,
-        bucket_block=args.bucket_block,
-        warehouse_block=args.warehouse_block,
-        x_token_block=args.x_token_block,
-        x_lookback_hours=args.x_lookback_hours,
-        x_api_base_url=args.x_api_base_url,
-        sample_tweets=args.sample_tweets,
-        rows_per_file=args.rows_per_file,
-        local_root=args.local_root,
-    )
+    try:
+        summary = daily(
+            day=args.day,
+            queries=args.queries or DEFAULT_QUERIES,
+            accounts=args.accounts,
+            source=args.source,
+            bucket_block=args.bucket_block,
+            warehouse_block=args.warehouse_block,
+            x_token_block=args.x_token_block,
+            x_lookback_hours=args.x_lookback_hours,
+            x_api_base_url=args.x_api_base_url,
+            sample_tweets=args.sample_tweets,
+            rows_per_file=args.rows_per_file,
+            local_root=args.local_root,
+        )
+    finally:
+        send_prefect_queues()
     print(f"\nDay {summary.day}: {summary.tweets_fetched} tweets in {summary.pages} pages")
     print(f"  data (bucket):  {summary.bucket}")
     print(f"  warehouse:      {summary.warehouse}")
