@@ -235,7 +235,7 @@ def sentiment_insert_statements(day: date, schema: str | None, sentiment: pl.Dat
 
 def ensure_metric_objects(warehouse: Warehouse) -> None:
     """Create missing metrics tables and (re)create the dashboard views, in one transaction."""
-    tables = [t.create_sql(warehouse.dialect, warehouse.schema) for t in METRIC_TABLES.values()]
+    tables = [warehouse.design(t).create_sql(warehouse.dialect, warehouse.schema) for t in METRIC_TABLES.values()]
     warehouse.execute_script(tables + view_statements(warehouse.schema))
 
 

@@ -95,10 +95,6 @@ class SqlWarehouse(Warehouse):
         # hide_parameters: a failing statement's bound values never reach an exception message.
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
-    def design(self, table: Table) -> Table:
-        """The table as this target creates it (Redshift may drop its physical design)."""
-        return table
-
     def describe(self) -> str:
         where = self.engine.url.render_as_string(hide_password=True)
         return f"{self.dialect} {where}" + (f" schema {self.schema}" if self.schema else "")

@@ -71,6 +71,10 @@ class Warehouse(ABC):
     dialect: Dialect
     schema: str | None = None
 
+    def design(self, table: Table) -> Table:
+        """The table as this target creates it (Redshift may leave its physical design to Redshift)."""
+        return table
+
     @abstractmethod
     def ensure_tables(self) -> None: ...
 

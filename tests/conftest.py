@@ -156,3 +156,43 @@ def sample_frames():
         return normalize_raw_file(encode_pages(pages), day)[0]
 
     return frames
+
+
+REDSHIFT_COPY_ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"
+
+
+@pytest.fixture
+def lake(s3_bucket_block):
+    """The S3 lake on moto's server, as the pipeline's stages see it."""
+    from tasks.s3 import S3Lake
+
+    return S3Lake(s3_bucket_block)
+
+
+@pytest.fixture
+def redshift(pg_server: str, moto_server: str):
+    """A factory of RedshiftWarehouse on the test PostgreSQL (redshift+psycopg2, FIELD_NOTES), each in a
+    fresh schema unless one is named, with `RedshiftCopyDouble` (a test double for Redshift's COPY from S3)
+    on its engine. Table design `auto`: PostgreSQL does not parse DISTKEY/SORTKEY (checked compiled, parsed
+    by the Redshift grammar gate, and by the contract tests on a real cluster)."""
+    import uuid
+
+    from tasks.postgres import engine_url
+    from tasks.redshift import CopyAuthorization, CopyOptions, RedshiftWarehouse
+    from tests.tasks.redshift_copy_double import RedshiftCopyDouble
+
+    made = []
+
+    def make(options: CopyOptions | None = None, schema: str | None = None):
+        url = engine_url(pg_server, None, "redshift+psycopg2")
+        url = url.set(query={**url.query, "sslmode": "disable"})
+        warehouse = RedshiftWarehouse(url, schema or f"rs_{uuid.uuid4().hex[:10]}",
+                                      CopyAuthorization(iam_role_arn=REDSHIFT_COPY_ROLE), options, "auto")
+        double = RedshiftCopyDouble(warehouse.engine, moto_server)
+        made.append((warehouse, double))
+        return warehouse, double
+
+    yield make
+    for warehouse, double in made:
+        double.remove()
+        warehouse.close()

@@ -28,9 +28,8 @@ from tasks.redshift import (
 from tasks.s3 import S3Lake
 from tasks.schema import TABLES
 from tasks.warehouse import WarehouseError
-from tests.tasks.redshift_copy_double import RedshiftCopyDouble
 
-ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"
+ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"  # the `redshift` fixture's role too
 KEY_ID, SECRET, TOKEN = "TESTCOPYKEYID0000001", "testSecretKeyForTheCopyDoubleOnly0000000", "testSessionTokenForTheCopyDouble"
 KEYS = CopyAuthorization(access_key_id=KEY_ID, secret_access_key=SecretStr(SECRET), session_token=SecretStr(TOKEN))
 MANIFEST = "s3://lake/x/manifests/tweets/dt=2026-11-24.json"
@@ -154,33 +153,6 @@ def test_schema_design_ddl_has_distkey_and_sortkey_in_bytes() -> None:
 
 
 # --- end to end: real PostgreSQL, real moto S3, COPY by the double ------------------------------------
-
-
-@pytest.fixture
-def lake(s3_bucket_block) -> S3Lake:
-    return S3Lake(s3_bucket_block)
-
-
-@pytest.fixture
-def redshift(pg_server: str, moto_server: str, request: pytest.FixtureRequest):
-    """A factory of RedshiftWarehouse on the test PostgreSQL (redshift+psycopg2, FIELD_NOTES), each in a
-    fresh schema, with `RedshiftCopyDouble` on its engine. Table design `auto`: PostgreSQL does not parse
-    DISTKEY/SORTKEY (checked compiled above, and by the contract tests on a real cluster)."""
-    made = []
-
-    def make(options: CopyOptions | None = None) -> tuple[RedshiftWarehouse, RedshiftCopyDouble]:
-        url = engine_url(pg_server, None, "redshift+psycopg2")
-        url = url.set(query={**url.query, "sslmode": "disable"})
-        schema = f"rs_{uuid.uuid4().hex[:10]}"
-        warehouse = RedshiftWarehouse(url, schema, CopyAuthorization(iam_role_arn=ROLE), options, "auto")
-        double = RedshiftCopyDouble(warehouse.engine, moto_server)
-        made.append((warehouse, double))
-        return warehouse, double
-
-    yield make
-    for warehouse, double in made:
-        double.remove()
-        warehouse.close()
 
 
 def _contents(warehouse: RedshiftWarehouse, table: str) -> list[tuple]:
