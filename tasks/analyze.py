@@ -44,9 +44,14 @@ def day_literal(day: date) -> str:
     return f"DATE '{day.isoformat()}'"
 
 
+def col(alias: str, name: str) -> str:
+    """`alias."name"`: every column is quoted, so a name Redshift reserves (`tag`) stays a column."""
+    return f"{alias}.{quote_ident(name)}"
+
+
 def _engagement(alias: str) -> str:
     return " + ".join(
-        f"COALESCE({alias}.{c}, 0)" for c in ("like_count", "retweet_count", "reply_count", "quote_count")
+        f"COALESCE({col(alias, c)}, 0)" for c in ("like_count", "retweet_count", "reply_count", "quote_count")
     )
 
 
@@ -62,6 +67,7 @@ def _insert(table: str, schema: str | None, select: str) -> str:
 def metric_statements(day: date, schema: str | None, top_n: int = DEFAULT_TOP_N) -> list[str]:
     """INSERT ... SELECT for every metrics table computed in SQL, for `day` (sentiment rows excluded)."""
     d = day_literal(day)
+    q = quote_ident
 
     def t(name: str) -> str:
         return qualified(name, schema)
@@ -69,85 +75,92 @@ def metric_statements(day: date, schema: str | None, top_n: int = DEFAULT_TOP_N)
     def total(expr: str) -> str:
         return f"CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"
 
-    flags = {kind: f"r.is_{kind}" for kind in ("reply", "quote", "retweet")}
-    daily = f"""SELECT {d}, COUNT(*), COUNT(DISTINCT t.author_id), {total(_engagement("t"))},
-  {total("t.like_count")}, {total("t.retweet_count")}, {total("t.reply_count")}, {total("t.quote_count")},
-  {total(flags["reply"])}, {total(flags["quote"])}, {total(flags["retweet"])},
+    flags = {kind: col("r", f"is_{kind}") for kind in ("reply", "quote", "retweet")}
+    ref_flag = "MAX(CASE WHEN {ref} = '{value}' THEN 1 ELSE 0 END) AS {name}"
+    daily = f"""SELECT {d}, COUNT(*), COUNT(DISTINCT {col("t", "author_id")}), {total(_engagement("t"))},
+  {total(col("t", "like_count"))}, {total(col("t", "retweet_count"))}, {total(col("t", "reply_count"))},
+  {total(col("t", "quote_count"))}, {total(flags["reply"])}, {total(flags["quote"])}, {total(flags["retweet"])},
   {_share(total(flags["reply"]), "COUNT(*)")}, {_share(total(flags["quote"]), "COUNT(*)")},
   {_share(total(flags["retweet"]), "COUNT(*)")}
 FROM {t("tweets")} t
 LEFT JOIN (
-  SELECT tweet_id,
-    MAX(CASE WHEN reference_type = 'replied_to' THEN 1 ELSE 0 END) AS is_reply,
-    MAX(CASE WHEN reference_type = 'quoted' THEN 1 ELSE 0 END) AS is_quote,
-    MAX(CASE WHEN reference_type = 'retweeted' THEN 1 ELSE 0 END) AS is_retweet
-  FROM {t("tweet_references")} WHERE dt = {d} GROUP BY tweet_id
-) r ON r.tweet_id = t.tweet_id
-WHERE t.dt = {d}"""
+  SELECT {q("tweet_id")},
+    {", ".join(ref_flag.format(ref=q("reference_type"), value=value, name=q(f"is_{kind}"))
+               for kind, value in (("reply", "replied_to"), ("quote", "quoted"), ("retweet", "retweeted")))}
+  FROM {t("tweet_references")} WHERE {q("dt")} = {d} GROUP BY {q("tweet_id")}
+) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
+WHERE {col("t", "dt")} = {d}"""
 
-    volume_daily = f"""SELECT {d}, q.query, COUNT(DISTINCT q.tweet_id)
-FROM {t("tweet_queries")} q WHERE q.dt = {d} GROUP BY q.query"""
+    volume_daily = f"""SELECT {d}, {col("v", "query")}, COUNT(DISTINCT {col("v", "tweet_id")})
+FROM {t("tweet_queries")} v WHERE {col("v", "dt")} = {d} GROUP BY {col("v", "query")}"""
 
-    utc = "t.created_at AT TIME ZONE 'UTC'"
+    utc = f"{col('t', 'created_at')} AT TIME ZONE 'UTC'"
     created_date, hour = f"CAST({utc} AS DATE)", f"CAST(EXTRACT(HOUR FROM {utc}) AS BIGINT)"
-    volume_hourly = f"""SELECT {d}, q.query, {created_date}, {hour}, COUNT(DISTINCT t.tweet_id)
-FROM {t("tweet_queries")} q JOIN {t("tweets")} t ON t.tweet_id = q.tweet_id
-WHERE q.dt = {d} AND t.created_at IS NOT NULL
-GROUP BY q.query, {created_date}, {hour}"""
+    volume_hourly = f"""SELECT {d}, {col("v", "query")}, {created_date}, {hour}, COUNT(DISTINCT {col("t", "tweet_id")})
+FROM {t("tweet_queries")} v JOIN {t("tweets")} t ON {col("t", "tweet_id")} = {col("v", "tweet_id")}
+WHERE {col("v", "dt")} = {d} AND {col("t", "created_at")} IS NOT NULL
+GROUP BY {col("v", "query")}, {created_date}, {hour}"""
 
     entity_sources = {"hashtag": ("tweet_hashtags", "tag"), "mention": ("tweet_mentions", "username"),
                       "domain": ("tweet_urls", "domain")}
+    value, occurrences, tweets, rn = q("value"), q("occurrences"), q("tweets"), q("rn")
     entities = "\nUNION ALL\n".join(
-        f"""SELECT {d}, CAST('{kind}' AS VARCHAR(16)), e.value, e.occurrences, e.tweets, e.rn FROM (
-  SELECT g.value, g.occurrences, g.tweets,
-    ROW_NUMBER() OVER (ORDER BY g.occurrences DESC, g.tweets DESC, g.value) AS rn
+        f"""SELECT {d}, CAST('{kind}' AS VARCHAR(16)), {col("e", "value")}, {col("e", "occurrences")},
+  {col("e", "tweets")}, {col("e", "rn")} FROM (
+  SELECT {col("g", "value")}, {col("g", "occurrences")}, {col("g", "tweets")},
+    ROW_NUMBER() OVER (ORDER BY {col("g", "occurrences")} DESC, {col("g", "tweets")} DESC, {col("g", "value")}) AS {rn}
   FROM (
-    SELECT LOWER({col}) AS value, COUNT(*) AS occurrences, COUNT(DISTINCT tweet_id) AS tweets
-    FROM {t(table)} WHERE dt = {d} AND {col} IS NOT NULL AND {col} <> '' GROUP BY LOWER({col})
+    SELECT LOWER({q(column)}) AS {value}, COUNT(*) AS {occurrences}, COUNT(DISTINCT {q("tweet_id")}) AS {tweets}
+    FROM {t(table)} WHERE {q("dt")} = {d} AND {q(column)} IS NOT NULL AND {q(column)} <> ''
+    GROUP BY LOWER({q(column)})
   ) g
-) e WHERE e.rn <= {int(top_n)}"""
-        for kind, (table, col) in entity_sources.items()
+) e WHERE {col("e", "rn")} <= {int(top_n)}"""
+        for kind, (table, column) in entity_sources.items()
     )
 
-    authors = f"""SELECT {d}, a.author_id, u.username, u.name, a.followers, a.tweets, a.engagement,
-  a.engagement_rank, a.reach_rank
+    authors = f"""SELECT {d}, {col("a", "author_id")}, {col("u", "username")}, {col("u", "name")}, {col("a", "followers")},
+  {col("a", "tweets")}, {col("a", "engagement")}, {col("a", "engagement_rank")}, {col("a", "reach_rank")}
 FROM (
-  SELECT g.author_id, g.followers, g.tweets, g.engagement,
-    ROW_NUMBER() OVER (ORDER BY g.engagement DESC, g.author_id) AS engagement_rank,
-    ROW_NUMBER() OVER (ORDER BY COALESCE(g.followers, -1) DESC, g.author_id) AS reach_rank
+  SELECT {col("g", "author_id")}, {col("g", "followers")}, {col("g", "tweets")}, {col("g", "engagement")},
+    ROW_NUMBER() OVER (ORDER BY {col("g", "engagement")} DESC, {col("g", "author_id")}) AS {q("engagement_rank")},
+    ROW_NUMBER() OVER (ORDER BY COALESCE({col("g", "followers")}, -1) DESC, {col("g", "author_id")})
+      AS {q("reach_rank")}
   FROM (
-    SELECT t.author_id, MAX(u.followers_count) AS followers, COUNT(*) AS tweets,
-      {total(_engagement("t"))} AS engagement
-    FROM {t("tweets")} t LEFT JOIN {t("users")} u ON u.user_id = t.author_id
-    WHERE t.dt = {d} AND t.author_id IS NOT NULL GROUP BY t.author_id
+    SELECT {col("t", "author_id")}, MAX({col("u", "followers_count")}) AS {q("followers")}, COUNT(*) AS {tweets},
+      {total(_engagement("t"))} AS {q("engagement")}
+    FROM {t("tweets")} t LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
+    WHERE {col("t", "dt")} = {d} AND {col("t", "author_id")} IS NOT NULL GROUP BY {col("t", "author_id")}
   ) g
-) a LEFT JOIN {t("users")} u ON u.user_id = a.author_id
-WHERE a.engagement_rank <= {int(top_n)} OR a.reach_rank <= {int(top_n)}"""
+) a LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("a", "author_id")}
+WHERE {col("a", "engagement_rank")} <= {int(top_n)} OR {col("a", "reach_rank")} <= {int(top_n)}"""
 
-    lang = f"COALESCE(NULLIF(lang, ''), '{UNKNOWN_LANG}')"
-    languages = f"""SELECT {d}, l.lang, l.tweets, CAST(l.tweets AS DOUBLE PRECISION) / n.total
-FROM (SELECT {lang} AS lang, COUNT(*) AS tweets FROM {t("tweets")} WHERE dt = {d} GROUP BY {lang}) l
-CROSS JOIN (SELECT COUNT(*) AS total FROM {t("tweets")} WHERE dt = {d}) n"""
+    lang = f"COALESCE(NULLIF({q('lang')}, ''), '{UNKNOWN_LANG}')"
+    languages = f"""SELECT {d}, {col("l", "lang")}, {col("l", "tweets")},
+  CAST({col("l", "tweets")} AS DOUBLE PRECISION) / {col("n", "total")}
+FROM (SELECT {lang} AS {q("lang")}, COUNT(*) AS {tweets} FROM {t("tweets")} WHERE {q("dt")} = {d} GROUP BY {lang}) l
+CROSS JOIN (SELECT COUNT(*) AS {q("total")} FROM {t("tweets")} WHERE {q("dt")} = {d}) n"""
 
     counts = ("like_count", "retweet_count", "reply_count", "quote_count")
-    m_cols = ", ".join(counts)
+    m_cols = ", ".join(col("m", c) for c in counts)
     gains = ", ".join(
-        total(f"CASE WHEN p.tweet_id IS NOT NULL THEN COALESCE(c.{col}, 0) - COALESCE(p.{col}, 0) END")
-        for col in counts
+        total(f"CASE WHEN {col('p', 'tweet_id')} IS NOT NULL THEN COALESCE({col('c', c)}, 0) - COALESCE({col('p', c)}, 0) END")
+        for c in counts
     )
-    growth = f"""SELECT {d}, COUNT(*), COUNT(p.tweet_id), {total("c.engagement")}, {total("p.engagement")},
-  {total("CASE WHEN p.tweet_id IS NOT NULL THEN c.engagement - p.engagement END")}, {gains}
+    growth = f"""SELECT {d}, COUNT(*), COUNT({col("p", "tweet_id")}), {total(col("c", "engagement"))},
+  {total(col("p", "engagement"))},
+  {total(f'CASE WHEN {col("p", "tweet_id")} IS NOT NULL THEN {col("c", "engagement")} - {col("p", "engagement")} END')},
+  {gains}
 FROM (
-  SELECT m.tweet_id, {m_cols}, {_engagement("m")} AS engagement
-  FROM {t("tweet_metrics_daily")} m WHERE m.metric_date = {d}
+  SELECT {col("m", "tweet_id")}, {m_cols}, {_engagement("m")} AS {q("engagement")}
+  FROM {t("tweet_metrics_daily")} m WHERE {col("m", "metric_date")} = {d}
 ) c
 LEFT JOIN (
-  SELECT m.tweet_id, {m_cols}, {_engagement("m")} AS engagement,
-    ROW_NUMBER() OVER (PARTITION BY m.tweet_id ORDER BY m.metric_date DESC) AS rn
+  SELECT {col("m", "tweet_id")}, {m_cols}, {_engagement("m")} AS {q("engagement")},
+    ROW_NUMBER() OVER (PARTITION BY {col("m", "tweet_id")} ORDER BY {col("m", "metric_date")} DESC) AS {rn}
   FROM {t("tweet_metrics_daily")} m
-  WHERE m.metric_date < {d}
-    AND m.tweet_id IN (SELECT tweet_id FROM {t("tweet_metrics_daily")} WHERE metric_date = {d})
-) p ON p.tweet_id = c.tweet_id AND p.rn = 1"""
+  WHERE {col("m", "metric_date")} < {d}
+    AND {col("m", "tweet_id")} IN (SELECT {q("tweet_id")} FROM {t("tweet_metrics_daily")} WHERE {q("metric_date")} = {d})
+) p ON {col("p", "tweet_id")} = {col("c", "tweet_id")} AND {col("p", "rn")} = 1"""
 
     return [
         _insert("metrics_daily", schema, daily),
@@ -162,14 +175,15 @@ LEFT JOIN (
 
 def sentiment_daily_statement(day: date, schema: str | None) -> str:
     d = day_literal(day)
+    q = quote_ident
 
     def count_if(cond: str) -> str:
         return f"CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)"
 
-    select = f"""SELECT {d}, COUNT(*), {count_if("scored")}, {count_if("NOT scored")},
-  {count_if("label = 'positive'")}, {count_if("label = 'neutral'")}, {count_if("label = 'negative'")},
-  AVG(compound)
-FROM {qualified("metrics_tweet_sentiment", schema)} WHERE dt = {d}"""
+    select = f"""SELECT {d}, COUNT(*), {count_if(q("scored"))}, {count_if(f"NOT {q('scored')}")},
+  {count_if(f"{q('label')} = 'positive'")}, {count_if(f"{q('label')} = 'neutral'")},
+  {count_if(f"{q('label')} = 'negative'")}, AVG({q("compound")})
+FROM {qualified("metrics_tweet_sentiment", schema)} WHERE {q("dt")} = {d}"""
     return _insert("metrics_sentiment_daily", schema, select)
 
 
@@ -242,8 +256,8 @@ def ensure_metric_objects(warehouse: Warehouse) -> None:
 def read_day_texts(warehouse: Warehouse, day: date) -> pl.DataFrame:
     """The day's tweets as VADER reads them: the full text of long posts, else `text`."""
     rows = warehouse.query(
-        f"SELECT tweet_id, lang, COALESCE(note_text, text) FROM {qualified('tweets', warehouse.schema)} "
-        f"WHERE dt = {day_literal(day)}"
+        f'SELECT "tweet_id", "lang", COALESCE("note_text", "text") FROM {qualified("tweets", warehouse.schema)} '
+        f'WHERE "dt" = {day_literal(day)}'
     )
     return pl.DataFrame(rows, schema={"tweet_id": pl.Int64, "lang": pl.String, "text": pl.String}, orient="row")
 
@@ -253,7 +267,7 @@ def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N) -> 
     ensure_metric_objects(warehouse)
     sentiment = score_sentiment(read_day_texts(warehouse, day))
     schema = warehouse.schema
-    deletes = [f"DELETE FROM {qualified(name, schema)} WHERE dt = {day_literal(day)}" for name in METRIC_TABLES]
+    deletes = [f'DELETE FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}' for name in METRIC_TABLES]
     warehouse.execute_script(
         deletes
         + metric_statements(day, schema, top_n)
@@ -262,7 +276,7 @@ def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N) -> 
     )
     rows = {
         name: warehouse.query(
-            f"SELECT COUNT(*) FROM {qualified(name, schema)} WHERE dt = {day_literal(day)}"
+            f'SELECT COUNT(*) FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}'
         )[0][0]
         for name in METRIC_TABLES
     }
@@ -275,48 +289,63 @@ TWEET_URL_PREFIX = "https://x.com/i/web/status/"
 PROFILE_URL_PREFIX = "https://x.com/"
 
 
+def _cols(names: str, alias: str | None = None) -> str:
+    """A select list of quoted columns from space-separated `names`, each prefixed with `alias`."""
+    return ", ".join(col(alias, n) if alias else quote_ident(n) for n in names.split())
+
+
 def view_selects(schema: str | None) -> dict[str, str]:
     """`dashboard_*` views: stable, documented columns for BI tools, one row grain each."""
+    q = quote_ident
 
     def t(name: str) -> str:
         return qualified(name, schema)
 
     def entity(kind: str, column: str) -> str:
-        return (f'SELECT dt, value AS {column}, occurrences, tweets, "rank" FROM {t("metrics_top_entities")} '
-                f"WHERE kind = '{kind}'")
+        return (f'SELECT "dt", "value" AS {q(column)}, "occurrences", "tweets", "rank" '
+                f"FROM {t('metrics_top_entities')} WHERE \"kind\" = '{kind}'")
 
+    def select(names: str, table: str) -> str:
+        return f"SELECT {_cols(names)} FROM {t(table)}"
+
+    daily = _cols("dt tweets authors engagement like_count retweet_count reply_count quote_count reply_tweets "
+                  "quote_tweets retweet_tweets reply_share quote_share retweet_share", "m")
+    sentiment = _cols("scored_tweets not_scored_tweets positive_tweets neutral_tweets negative_tweets "
+                      "mean_compound", "s")
     return {
-        "dashboard_daily": f"""SELECT m.dt, m.tweets, m.authors, m.engagement, m.like_count, m.retweet_count,
-  m.reply_count, m.quote_count, m.reply_tweets, m.quote_tweets, m.retweet_tweets,
-  m.reply_share, m.quote_share, m.retweet_share,
-  s.scored_tweets, s.not_scored_tweets, s.positive_tweets, s.neutral_tweets, s.negative_tweets, s.mean_compound,
-  {_share("s.positive_tweets", "s.scored_tweets")} AS positive_share,
-  {_share("s.negative_tweets", "s.scored_tweets")} AS negative_share
-FROM {t("metrics_daily")} m LEFT JOIN {t("metrics_sentiment_daily")} s ON s.dt = m.dt""",
-        "dashboard_volume_daily": f"SELECT dt, query, tweets FROM {t('metrics_volume_daily')}",
-        "dashboard_volume_hourly": f'SELECT dt, query, created_date, "hour", tweets FROM {t("metrics_volume_hourly")}',
+        "dashboard_daily": f"""SELECT {daily},
+  {sentiment},
+  {_share(col("s", "positive_tweets"), col("s", "scored_tweets"))} AS "positive_share",
+  {_share(col("s", "negative_tweets"), col("s", "scored_tweets"))} AS "negative_share"
+FROM {t("metrics_daily")} m LEFT JOIN {t("metrics_sentiment_daily")} s ON {col("s", "dt")} = {col("m", "dt")}""",
+        "dashboard_volume_daily": select("dt query tweets", "metrics_volume_daily"),
+        "dashboard_volume_hourly": select("dt query created_date hour tweets", "metrics_volume_hourly"),
         "dashboard_top_hashtags": entity("hashtag", "hashtag"),
         "dashboard_top_mentions": entity("mention", "username"),
         "dashboard_top_domains": entity("domain", "domain"),
-        "dashboard_top_authors": f"""SELECT dt, author_id, username, name, followers_count, tweets, engagement,
-  engagement_rank, reach_rank, '{PROFILE_URL_PREFIX}' || username AS profile_url
+        "dashboard_top_authors": f"""SELECT {_cols("dt author_id username name followers_count tweets engagement "
+                                                   "engagement_rank reach_rank")},
+  '{PROFILE_URL_PREFIX}' || "username" AS "profile_url"
 FROM {t("metrics_top_authors")}""",
-        "dashboard_languages": f"SELECT dt, lang, tweets, share FROM {t('metrics_languages')}",
-        "dashboard_sentiment_daily": f"""SELECT dt, tweets, scored_tweets, not_scored_tweets, positive_tweets,
-  neutral_tweets, negative_tweets, mean_compound FROM {t("metrics_sentiment_daily")}""",
-        "dashboard_engagement_growth": f"""SELECT dt, tweets_observed, tweets_with_previous, engagement,
-  previous_engagement, engagement_gain, like_gain, retweet_gain, reply_gain, quote_gain,
-  {_share("engagement_gain", "previous_engagement")} AS growth_rate
+        "dashboard_languages": select("dt lang tweets share", "metrics_languages"),
+        "dashboard_sentiment_daily": select("dt tweets scored_tweets not_scored_tweets positive_tweets "
+                                            "neutral_tweets negative_tweets mean_compound", "metrics_sentiment_daily"),
+        "dashboard_engagement_growth": f"""SELECT {_cols("dt tweets_observed tweets_with_previous engagement "
+                                                         "previous_engagement engagement_gain like_gain "
+                                                         "retweet_gain reply_gain quote_gain")},
+  {_share(q("engagement_gain"), q("previous_engagement"))} AS "growth_rate"
 FROM {t("metrics_engagement_growth")}""",
-        "dashboard_tweets": f"""SELECT t.dt, t.tweet_id, t.created_at, t.author_id, u.username, t.lang,
-  COALESCE(t.note_text, t.text) AS text, t.like_count, t.retweet_count, t.reply_count, t.quote_count,
-  {_engagement("t")} AS engagement,
-  ROW_NUMBER() OVER (PARTITION BY t.dt ORDER BY {_engagement("t")} DESC, t.tweet_id) AS engagement_rank,
-  COALESCE(s.label, '{NOT_SCORED}') AS sentiment, s.compound,
-  '{TWEET_URL_PREFIX}' || CAST(t.tweet_id AS VARCHAR) AS url
+        "dashboard_tweets": f"""SELECT {_cols("dt tweet_id created_at author_id", "t")}, {col("u", "username")},
+  {col("t", "lang")}, COALESCE({col("t", "note_text")}, {col("t", "text")}) AS "text",
+  {_cols("like_count retweet_count reply_count quote_count", "t")}, {_engagement("t")} AS "engagement",
+  ROW_NUMBER() OVER (PARTITION BY {col("t", "dt")} ORDER BY {_engagement("t")} DESC, {col("t", "tweet_id")})
+    AS "engagement_rank",
+  COALESCE({col("s", "label")}, '{NOT_SCORED}') AS "sentiment", {col("s", "compound")},
+  '{TWEET_URL_PREFIX}' || CAST({col("t", "tweet_id")} AS VARCHAR) AS "url"
 FROM {t("tweets")} t
-LEFT JOIN {t("users")} u ON u.user_id = t.author_id
-LEFT JOIN {t("metrics_tweet_sentiment")} s ON s.tweet_id = t.tweet_id AND s.dt = t.dt""",
+LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
+LEFT JOIN {t("metrics_tweet_sentiment")} s ON {col("s", "tweet_id")} = {col("t", "tweet_id")}
+  AND {col("s", "dt")} = {col("t", "dt")}""",
     }
 
 

@@ -454,6 +454,8 @@ def curate_raw_files(
         logger.info("%s: %d rows in %d part(s)", name, files.rows, len(files.parquet))
     if stats.skipped:
         logger.warning("skipped rows: %s", stats.skipped)
+    if stats.cleaned:
+        logger.warning("values changed by the string rules: %s", stats.cleaned)
     return CuratedDay(day, tables, stats)
 
 

@@ -100,29 +100,31 @@ def _select(warehouse: Warehouse, view: str, columns: list[str], where: str, ord
 
 def load_dashboard_data(warehouse: Warehouse, day: date, history_days: int = HISTORY_DAYS) -> DashboardData:
     """Read the day (and the history window before it) from the dashboard views, as a BI tool would."""
-    on_day = f"dt = {day_literal(day)}"
-    window = f"dt > {day_literal(day - timedelta(days=history_days))} AND dt <= {day_literal(day)}"
+    on_day = f'"dt" = {day_literal(day)}'
+    window = f'"dt" > {day_literal(day - timedelta(days=history_days))} AND "dt" <= {day_literal(day)}'
     entity = ["value", "occurrences", "tweets", "rank"]
     return DashboardData(
         day=day,
         daily=_select(warehouse, "dashboard_daily", [
             "dt", "tweets", "authors", "engagement", "reply_share", "quote_share", "retweet_share",
             "scored_tweets", "not_scored_tweets", "positive_tweets", "neutral_tweets", "negative_tweets",
-            "mean_compound", "positive_share"], window, "dt"),
-        volume_daily=_select(warehouse, "dashboard_volume_daily", ["dt", "query", "tweets"], window, "dt, query"),
+            "mean_compound", "positive_share"], window, '"dt"'),
+        volume_daily=_select(warehouse, "dashboard_volume_daily", ["dt", "query", "tweets"], window,
+                                   '"dt", "query"'),
         hourly=_select(warehouse, "dashboard_volume_hourly", ["query", "created_date", "hour", "tweets"],
-                       on_day, 'query, created_date, "hour"'),
+                       on_day, '"query", "created_date", "hour"'),
         hashtags=_select(warehouse, "dashboard_top_hashtags", ["hashtag", *entity[1:]], on_day, '"rank"'),
         mentions=_select(warehouse, "dashboard_top_mentions", ["username", *entity[1:]], on_day, '"rank"'),
         domains=_select(warehouse, "dashboard_top_domains", ["domain", *entity[1:]], on_day, '"rank"'),
         authors=_select(warehouse, "dashboard_top_authors", [
             "author_id", "username", "name", "followers_count", "tweets", "engagement", "engagement_rank",
-            "reach_rank", "profile_url"], on_day, "engagement_rank"),
-        languages=_select(warehouse, "dashboard_languages", ["lang", "tweets", "share"], on_day, "tweets DESC, lang"),
+            "reach_rank", "profile_url"], on_day, '"engagement_rank"'),
+        languages=_select(warehouse, "dashboard_languages", ["lang", "tweets", "share"], on_day,
+                           '"tweets" DESC, "lang"'),
         top_tweets=_select(warehouse, "dashboard_tweets", [
             "tweet_id", "created_at", "username", "lang", "text", "like_count", "retweet_count", "reply_count",
             "quote_count", "engagement", "sentiment", "url"],
-            f"{on_day} AND engagement_rank <= {TOP_TWEETS}", "engagement_rank"),
+            f'{on_day} AND "engagement_rank" <= {TOP_TWEETS}', '"engagement_rank"'),
     )
 
 
@@ -359,7 +361,7 @@ def dashboard_keys(day: date) -> tuple[str, str]:
 
 def is_latest_day(warehouse: Warehouse, day: date) -> bool:
     """A backfill of an older day must not replace the index page of a newer one."""
-    latest = warehouse.query(f"SELECT MAX(dt) FROM {qualified('metrics_daily', warehouse.schema)}")[0][0]
+    latest = warehouse.query(f'SELECT MAX("dt") FROM {qualified("metrics_daily", warehouse.schema)}')[0][0]
     return latest is None or day >= latest
 
 

@@ -4,7 +4,8 @@ A raw file (a batch of pages) is parsed by arrow-rs's JSON reader (`arro3-io`) a
 schema, which is several times faster than building Python dicts per tweet and tolerates any optional
 field being absent (it becomes null). Polars then explodes and unnests the nested lists into one frame
 per table.
-Rows that cannot be keyed (no or non-numeric id) are counted as skipped, never silently dropped.
+Rows that cannot be keyed (no or non-numeric id) are counted as skipped, never silently dropped. String
+values follow the same rules in every format and warehouse (`clean_strings`); each change is counted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tasks.schema import (
     TWEET_URLS,
     TWEETS,
     USERS,
+    Table,
 )
 
 _s, _i, _b = pa.string(), pa.int64(), pa.bool_()
@@ -105,10 +107,15 @@ class NormalizeStats:
     tweets_seen: int = 0
     api_errors: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)  # "table.column: rule" -> values changed
 
     def skip(self, reason: str, n: int) -> None:
         if n:
             self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+    def clean(self, change: str, n: int) -> None:
+        if n:
+            self.cleaned[change] = self.cleaned.get(change, 0) + n
 
     def add(self, other: NormalizeStats) -> None:
         self.pages += other.pages
@@ -116,6 +123,8 @@ class NormalizeStats:
         self.api_errors += other.api_errors
         for k, v in other.skipped.items():
             self.skip(k, v)
+        for k, v in other.cleaned.items():
+            self.clean(k, v)
 
 
 def _timestamps(text: pl.Series) -> pl.Series:
@@ -323,7 +332,58 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         dt,
     )
     _count_unparsed(users_raw["created_at"], out[USERS.name]["created_at"], "user created_at", stats)
-    return {name: TABLES[name].conform(frame) for name, frame in out.items()}, stats
+    return {name: clean_strings(TABLES[name].conform(frame), TABLES[name], stats) for name, frame in out.items()}, stats
+
+
+NUL_REMOVED = "NUL characters removed"
+CUT_TO_BYTES = "cut at a UTF-8 boundary to {} bytes"
+
+
+def clean_strings(frame: pl.DataFrame, table: Table, stats: NormalizeStats) -> pl.DataFrame:
+    """Apply the string rules every warehouse relies on, counting each changed value per column:
+
+    - NUL (U+0000) is removed: PostgreSQL refuses it in text, and Redshift's CSV COPY reads a field of
+      only NUL as null (`NULL AS '\\0'`), so no value may be one.
+    - An empty string in a nullable column is null: X sends no value either way, and how Redshift's CSV
+      COPY reads a quoted empty field under EMPTYASNULL is undocumented (not counted: it loses nothing).
+    - A value longer than the column's byte budget (`Column.max_bytes`) is cut at a UTF-8 boundary.
+
+    Every column is probed in one pass (byte lengths are Arrow offsets, so cheap); only columns that
+    need a change are rewritten.
+    """
+    strings = [c for c in table.columns if c.kind == "string"]
+    if frame.is_empty() or not strings:
+        return frame
+    probe = frame.select(
+        pl.struct(
+            pl.col(c.name).str.contains("\x00", literal=True).sum().alias("nul"),
+            (pl.col(c.name).str.len_bytes() == 0).sum().alias("empty"),
+            (pl.col(c.name).str.len_bytes() > c.max_bytes).sum().alias("long"),
+        ).alias(c.name)
+        for c in strings
+    ).row(0, named=True)
+    for c in strings:
+        found = probe[c.name]
+        if found["nul"]:
+            stats.clean(f"{table.name}.{c.name}: {NUL_REMOVED}", found["nul"])
+            frame = frame.with_columns(pl.col(c.name).str.replace_all("\x00", "", literal=True))
+        if c.nullable and (found["empty"] or found["nul"]):
+            frame = frame.with_columns(pl.when(pl.col(c.name) != "").then(pl.col(c.name)).alias(c.name))
+        if found["long"] or found["nul"]:
+            frame = _cut_to_bytes(frame, c.name, c.max_bytes, table.name, stats)
+    return frame
+
+
+def _cut_to_bytes(frame: pl.DataFrame, column: str, limit: int, table: str, stats: NormalizeStats) -> pl.DataFrame:
+    """Cut the values of `column` longer than `limit` UTF-8 bytes at the last whole character that fits
+    (polars slices strings by characters only; the long values are few, so Python cuts those alone)."""
+    values = frame[column]
+    rows = (values.str.len_bytes() > limit).arg_true()
+    if rows.is_empty():
+        return frame
+    cut = [v.encode()[:limit].decode("utf-8", "ignore") for v in values.gather(rows)]
+    stats.clean(f"{table}.{column}: {CUT_TO_BYTES.format(limit)}", len(cut))
+    return frame.with_columns(values.clone().scatter(rows, cut))
 
 
 def _count_unparsed(text: pl.Series, parsed: pl.Series, what: str, stats: NormalizeStats) -> None:

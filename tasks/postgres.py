@@ -85,6 +85,26 @@ def add_column_statements(table: Table, existing: list[str], dialect: Dialect, s
     ]
 
 
+def widen_column_statements(table: Table, existing: dict[str, int | None], dialect: Dialect,
+                            schema: str | None) -> list[str]:
+    """`ALTER TABLE ... ALTER COLUMN ... TYPE VARCHAR(n)` for each column the target declares narrower than
+    the schema does (Redshift's only in-place type change: a longer VARCHAR). Key columns cannot change
+    in place (Redshift refuses a primary key column), so a widened key is an error naming the fix."""
+    statements = []
+    for c in table.columns:
+        have, want = existing.get(c.name), c.max_bytes if dialect == "redshift" else None
+        if have is None or want is None or have >= want:
+            continue
+        if c.name in table.primary_key:
+            raise WarehouseError(
+                f"{table.name}.{c.name} is VARCHAR({have}) in the warehouse but VARCHAR({want}) in the schema, "
+                "and a key column cannot be widened in place: rebuild the table (a deep copy) with the new DDL"
+            )
+        statements.append(f"ALTER TABLE {qualified(table.name, schema)} ALTER COLUMN {quote_ident(c.name)} "
+                          f"TYPE {c.sql_type(dialect)}")
+    return statements
+
+
 class SqlWarehouse(Warehouse):
     """A SQLAlchemy engine, DDL and migrations from the schema module, and the staged merge."""
 
@@ -112,22 +132,25 @@ class SqlWarehouse(Warehouse):
             for sql in statements:
                 conn.exec_driver_sql(sql)
 
-    def existing_columns(self, conn: Connection) -> dict[str, list[str]]:
-        where = "table_schema = :schema" if self.schema else "table_schema = current_schema()"
+    def existing_columns(self, conn: Connection) -> dict[str, dict[str, int | None]]:
+        """Table -> column -> declared VARCHAR length (None for other types and unbounded VARCHAR)."""
+        where = '"table_schema" = :schema' if self.schema else '"table_schema" = current_schema()'
         rows = conn.execute(
             sa.text(
-                f"SELECT table_name, column_name FROM information_schema.columns WHERE {where} "
-                "ORDER BY table_name, ordinal_position"
+                'SELECT "table_name", "column_name", "character_maximum_length" FROM "information_schema"."columns" '
+                f'WHERE {where} ORDER BY "table_name", "ordinal_position"'
             ),
             {"schema": self.schema} if self.schema else {},
         )
-        found: dict[str, list[str]] = {}
-        for table_name, column_name in rows:
-            found.setdefault(table_name, []).append(column_name)
+        found: dict[str, dict[str, int | None]] = {}
+        for table_name, column_name, length in rows:
+            found.setdefault(table_name, {})[column_name] = length
         return found
 
     def ensure_tables(self) -> None:
-        """Create missing tables, then add columns the schema gained, in one transaction."""
+        """Create missing tables and add columns the schema gained, in one transaction; then widen the
+        VARCHAR columns the schema widened, each on its own (Redshift refuses `ALTER COLUMN ... TYPE` inside
+        a transaction block)."""
         logger = run_logger()
         with self.engine.begin() as conn:
             if self.schema:
@@ -136,13 +159,27 @@ class SqlWarehouse(Warehouse):
                 conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
             existing = self.existing_columns(conn)
             for table in TABLES.values():
-                columns = existing.get(table.name, [])
-                for sql in add_column_statements(table, columns, self.dialect, self.schema):
+                columns = existing.get(table.name, {})
+                for sql in add_column_statements(table, list(columns), self.dialect, self.schema):
                     logger.info("migrating %s: %s", table.name, sql)
                     conn.exec_driver_sql(sql)
                 extra = [c for c in columns if c not in table.column_names]
                 if extra:
                     logger.warning("%s keeps columns the schema no longer has: %s", table.name, extra)
+        widen = [sql for table in TABLES.values()
+                 for sql in widen_column_statements(table, existing.get(table.name, {}), self.dialect, self.schema)]
+        if widen:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for sql in widen:
+                    logger.info("migrating: %s", sql)
+                    try:
+                        conn.exec_driver_sql(sql)
+                    except DBAPIError as exc:
+                        raise WarehouseError(
+                            f"could not widen a column ({sql}): {str(exc.orig).strip()}. Redshift cannot alter "
+                            "a column with a BYTEDICT, RUNLENGTH, TEXT255 or TEXT32K encoding or a key column: "
+                            "rebuild that table (a deep copy) with the schema's DDL"
+                        ) from None
 
     @abstractmethod
     def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import quoted_name
 from sqlalchemy_redshift.commands import Compression, CopyCommand, Format
 from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from blocks.warehouse import Warehouse as WarehouseBlock
 
 CopyFormat = Literal["parquet", "csv"]
+# Redshift's documented null string for a field of only NUL characters (COPY "NULL AS", data conversion).
+NUL_FIELD = "\\0"
 TableDesign = Literal["schema", "auto"]
 
 
@@ -59,16 +62,22 @@ class CopyOptions:
     region: str | None = None
     stat_update: bool | None = None
     comp_update: bool | None = None
+    null_as: str | None = None
 
     @classmethod
     def for_format(cls, fmt: CopyFormat, accept_inv_chars: str | None = None) -> CopyOptions:
-        """Parquet (the default) needs no options. The curated CSV is gzip, has a header line, ISO-8601
-        timestamps, and writes null as an empty unquoted field (EMPTYASNULL keeps it null in VARCHARs)."""
+        """The options of the staging COPY. STATUPDATE OFF: the staging table is temporary and emptied by
+        every load, so statistics on it are wasted work. The curated CSV is gzip, has a header line and
+        ISO-8601 timestamps, and writes null as an empty unquoted field, which EMPTYASNULL reads as null in
+        VARCHARs (Redshift's documented rule; other types always read it as null). `NULL AS '\\0'` replaces
+        the default null string `\\N`, so a text that is exactly `\\N` stays text; it matches only a field of
+        NUL characters, which normalize removes from every value (`clean_strings`), as it makes empty
+        strings null (how Redshift reads a quoted `""` under EMPTYASNULL is undocumented)."""
         if fmt == "csv":
             return cls("csv", gzip=True, ignore_header=1, time_format="auto", empty_as_null=True,
-                       accept_inv_chars=accept_inv_chars)
+                       accept_inv_chars=accept_inv_chars, null_as=NUL_FIELD, stat_update=False)
         if fmt == "parquet":
-            return cls("parquet", accept_inv_chars=accept_inv_chars)
+            return cls("parquet", accept_inv_chars=accept_inv_chars, stat_update=False)
         raise CopyOptionsError(f"COPY format {fmt!r} is not supported; use 'parquet' or 'csv'")
 
 
@@ -78,7 +87,7 @@ _KEYWORDS = {
     "accept_inv_chars": "ACCEPTINVCHARS", "empty_as_null": "EMPTYASNULL", "blanks_as_null": "BLANKSASNULL",
     "truncate_columns": "TRUNCATECOLUMNS", "escape": "ESCAPE", "remove_quotes": "REMOVEQUOTES",
     "fixed_width": "FIXEDWIDTH", "delimiter": "DELIMITER", "max_error": "MAXERROR", "region": "REGION",
-    "stat_update": "STATUPDATE", "comp_update": "COMPUPDATE",
+    "stat_update": "STATUPDATE", "comp_update": "COMPUPDATE", "null_as": "NULL AS",
 }
 # Redshift documents the parameters a columnar (Parquet/ORC) COPY accepts; these are the ones modelled here.
 _PARQUET_ALLOWED = {"format", "accept_inv_chars", "stat_update"}
@@ -111,6 +120,8 @@ def validate_copy_options(options: CopyOptions) -> None:
             raise CopyOptionsError("IGNOREHEADER must be a number of lines >= 0")
         if options.max_error is not None and options.max_error < 0:
             raise CopyOptionsError("MAXERROR must be >= 0")
+        if options.null_as is not None and ("'" in options.null_as or not options.null_as.isprintable()):
+            raise CopyOptionsError("NULL AS takes printable text without a quote (e.g. '\\0' or '\\N')")
     else:
         raise CopyOptionsError(f"COPY format {options.format!r} is not supported; use 'parquet' or 'csv'")
     char = options.accept_inv_chars
@@ -168,7 +179,8 @@ def build_copy(
         raise WarehouseError(f"Redshift COPY reads from S3; {manifest_url} is not an s3:// URL")
     try:
         command = CopyCommand(
-            sa.Table(target, sa.MetaData(), schema=schema),
+            # quoted_name(..., True): quoted like every identifier the project sends, reserved or not.
+            sa.Table(quoted_name(target, True), sa.MetaData(), schema=quoted_name(schema, True) if schema else None),
             manifest_url,
             **auth.copy_kwargs(),
             format=Format.parquet if options.format == "parquet" else Format.csv,
@@ -189,6 +201,9 @@ def build_copy(
             region=options.region,
             stat_update=options.stat_update,
             comp_update=options.comp_update,
+            # Rendered as written, not as a bound literal: sqlalchemy-redshift would double the backslash
+            # of '\\0'. The validator keeps quotes out of it.
+            dangerous_null_delimiter=options.null_as,
         )
     except (TypeError, ValueError) as exc:  # CopyCommand's own checks (ARN and key formats)
         raise CopyOptionsError(f"invalid COPY authorization or option: {redact(str(exc))}") from None
@@ -198,11 +213,11 @@ def build_copy(
 
 
 LOAD_ERRORS_SQL = """
-SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(column_type), TRIM(error_message)
-FROM sys_load_error_detail
-WHERE session_id = pg_backend_pid()
-  AND query_id = (SELECT MAX(query_id) FROM sys_load_error_detail WHERE session_id = pg_backend_pid())
-ORDER BY line_number
+SELECT TRIM("file_name"), "line_number", TRIM("column_name"), TRIM("column_type"), TRIM("error_message")
+FROM "sys_load_error_detail"
+WHERE "session_id" = pg_backend_pid()
+  AND "query_id" = (SELECT MAX("query_id") FROM "sys_load_error_detail" WHERE "session_id" = pg_backend_pid())
+ORDER BY "line_number"
 LIMIT 5
 """
 
@@ -214,9 +229,11 @@ class RedshiftWarehouse(SqlWarehouse):
 
     def __init__(self, url: sa.URL, schema: str | None, auth: CopyAuthorization,
                  options: CopyOptions | None = None, table_design: TableDesign = "schema") -> None:
-        super().__init__(url, schema)
+        # Redshift folds identifiers to lower case, quoted or not, and its catalog answers with the folded
+        # name: a schema named `Analytics` is `analytics`, so that is the name every statement uses.
+        super().__init__(url, schema.lower() if schema else None)
         self.auth = auth
-        self.options = options or CopyOptions()
+        self.options = options or CopyOptions.for_format("parquet")
         self.table_design = table_design
         validate_copy_options(self.options)  # a bad block fails before any table is touched
 

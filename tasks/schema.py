@@ -58,12 +58,19 @@ class Column:
     def arrow_type(self) -> pa.DataType:
         return _ARROW[self.kind]
 
+    @property
+    def max_bytes(self) -> int | None:
+        """Strings: the most UTF-8 bytes a value holds, in every format and warehouse. Redshift's VARCHAR(n)
+        counts bytes (at most 65535), so the budget is 4 bytes per allowed character, capped there: a longer
+        value is cut at a UTF-8 boundary at normalize (`tasks.normalize.clean_strings`, counted), and the
+        raw page keeps it whole. Only `tweets.note_text` (25,000 characters) can reach the cap."""
+        if self.kind != "string":
+            return None
+        return min((self.max_chars or 256) * BYTES_PER_CHAR, REDSHIFT_VARCHAR_MAX)
+
     def sql_type(self, dialect: Dialect) -> str:
         if self.kind == "string":
-            if dialect == "redshift":
-                chars = self.max_chars or 256
-                return f"VARCHAR({min(chars * BYTES_PER_CHAR, REDSHIFT_VARCHAR_MAX)})"
-            return "VARCHAR"
+            return f"VARCHAR({self.max_bytes})" if dialect == "redshift" else "VARCHAR"
         return _SQL[self.kind]
 
 

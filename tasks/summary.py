@@ -28,6 +28,7 @@ class RunSummary:
     api_errors: int = 0
     malformed_pages: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)  # values changed by normalize's string rules
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     files_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -58,6 +59,7 @@ def build_summary(
     s.api_errors = sum(q.api_errors for q in landed) or curated.stats.api_errors
     s.malformed_pages = sum(len(q.error_keys) for q in landed)
     s.skipped = dict(curated.stats.skipped)
+    s.cleaned = dict(curated.stats.cleaned)
     for name, files in curated.tables.items():
         r = loaded.get(name)
         s.tables[name] = {
@@ -83,6 +85,7 @@ def summary_markdown(s: RunSummary) -> str:
             f"partial API errors: {s.api_errors}, malformed pages: {s.malformed_pages}"
         ),
         f"- files written: {s.files_written}; skipped rows: {s.skipped or 'none'}",
+        f"- values changed by the string rules (README \"Redshift fidelity\"): {s.cleaned or 'none'}",
         "",
         "| table | rows today | parts | new | updated | total in warehouse |",
         "|---|---:|---:|---:|---:|---:|",

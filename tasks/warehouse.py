@@ -60,8 +60,8 @@ def merge_statements(table: Table, schema: str | None, staging: str) -> dict[str
         "delete": f"DELETE FROM {target} USING {stg} s WHERE {match}",
         "insert": (
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ("
-            f"SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {quote_ident(order)} DESC) AS _rn "
-            f"FROM {stg}) d WHERE _rn = 1"
+            f"SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {quote_ident(order)} DESC) AS \"_rn\" "
+            f"FROM {stg}) d WHERE \"_rn\" = 1"
         ),
         "count_target": f"SELECT COUNT(*) FROM {target}",
     }

@@ -21,3 +21,9 @@ def unparsable(sql: str) -> list[str]:
     """Why `sql` is not Redshift (empty when every part of it parses)."""
     parsed = _linter().parse_string(sql)
     return [v.desc() for v in parsed.violations]
+
+
+def naked_identifiers(sql: str) -> set[str]:
+    """Identifiers written without double quotes (table aliases, system catalog names, ...)."""
+    tree = _linter().parse_string(sql).tree
+    return {seg.raw for seg in tree.recursive_crawl("naked_identifier")} if tree else set()

@@ -46,28 +46,29 @@ def clean(sql: str) -> str:
     [
         pytest.param(
             CopyOptions.for_format("parquet"), CopyAuthorization(iam_role_arn=ROLE), None,
-            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
-            "FORMAT AS PARQUET MANIFEST",
+            f"COPY \"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+            "FORMAT AS PARQUET MANIFEST STATUPDATE OFF",
             id="parquet-iam-role",
         ),
         pytest.param(
             CopyOptions.for_format("parquet", accept_inv_chars="?"), KEYS, None,
-            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
-            f"aws_secret_access_key={SECRET};token={TOKEN}' FORMAT AS PARQUET MANIFEST ACCEPTINVCHARS AS '?'",
+            f"COPY \"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
+            f"aws_secret_access_key={SECRET};token={TOKEN}' FORMAT AS PARQUET MANIFEST ACCEPTINVCHARS AS '?' "
+            "STATUPDATE OFF",
             id="parquet-keys-acceptinvchars",
         ),
         pytest.param(
             CopyOptions.for_format("csv"), CopyAuthorization(iam_role_arn=ROLE), None,
-            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
-            "GZIP MANIFEST EMPTYASNULL IGNOREHEADER AS 1 TIMEFORMAT AS 'auto'",
+            f"COPY \"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
+            "GZIP MANIFEST EMPTYASNULL IGNOREHEADER AS 1 NULL AS '\\0' TIMEFORMAT AS 'auto' STATUPDATE OFF",
             id="csv-iam-role",
         ),
         pytest.param(
             CopyOptions.for_format("csv", accept_inv_chars="^"),
             CopyAuthorization(access_key_id=KEY_ID, secret_access_key=SecretStr(SECRET)), "analytics",
-            f"COPY analytics.stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
+            f"COPY \"analytics\".\"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_access_key_id={KEY_ID};"
             f"aws_secret_access_key={SECRET}' FORMAT AS CSV GZIP MANIFEST ACCEPTINVCHARS AS '^' EMPTYASNULL "
-            "IGNOREHEADER AS 1 TIMEFORMAT AS 'auto'",
+            "IGNOREHEADER AS 1 NULL AS '\\0' TIMEFORMAT AS 'auto' STATUPDATE OFF",
             id="csv-keys-acceptinvchars-schema",
         ),
         pytest.param(
@@ -75,14 +76,14 @@ def clean(sql: str) -> str:
                         truncate_columns=True, max_error=10, region="eu-west-1", stat_update=False,
                         comp_update=False),
             CopyAuthorization(iam_role_arn=ROLE), None,
-            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
+            f"COPY \"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' FORMAT AS CSV "
             "DELIMITER AS ';' MANIFEST BLANKSASNULL DATEFORMAT AS 'YYYY-MM-DD' IGNOREHEADER AS 1 "
             "TRUNCATECOLUMNS COMPUPDATE OFF MAXERROR AS 10 STATUPDATE OFF REGION 'eu-west-1'",
             id="csv-every-other-option",
         ),
         pytest.param(
             CopyOptions("parquet", stat_update=True), CopyAuthorization(iam_role_arn=ROLE), None,
-            f"COPY stg_tweets FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+            f"COPY \"stg_tweets\" FROM '{MANIFEST}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
             "FORMAT AS PARQUET MANIFEST STATUPDATE ON",
             id="parquet-statupdate",
         ),
@@ -182,9 +183,9 @@ def test_parquet_day_loads_every_table_and_reruns_to_the_same_rows(
     assert len(double.statements) == 2 * len(copied)  # tables without rows that day send no COPY
     tweets_copy = clean(double.statements[0])
     url = lake.url(manifest_key("tweets", day, "parquet"))
-    assert tweets_copy == (f"COPY stg_tweets FROM '{url}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
-                           "FORMAT AS PARQUET MANIFEST")
-    logged = [r.getMessage() for r in caplog.records if "COPY stg_tweets" in r.getMessage()]
+    assert tweets_copy == (f"COPY \"stg_tweets\" FROM '{url}' WITH CREDENTIALS AS 'aws_iam_role={ROLE}' "
+                           "FORMAT AS PARQUET MANIFEST STATUPDATE OFF")
+    logged = [r.getMessage() for r in caplog.records if 'COPY "stg_tweets"' in r.getMessage()]
     assert logged and all("123456789012" not in m for m in caplog.messages)
     assert clean(logged[0]) == "tweets: " + clean(redact(double.statements[0]))
 

@@ -31,7 +31,7 @@ from tasks.redshift import (
 from tasks.schema import TABLES, METRIC_TABLES
 from tasks.warehouse import WarehouseError
 from tests.tasks.redshift_copy_double import RedshiftCopyDouble
-from tests.tasks.redshift_grammar import unparsable
+from tests.tasks.redshift_grammar import naked_identifiers, unparsable
 from tests.tasks.test_redshift import KEYS, MANIFEST, ROLE
 
 # The COPY double's bookkeeping on its own connection: what Redshift's system views do, not project SQL.
@@ -59,7 +59,15 @@ def recording(engine: sa.Engine, double: RedshiftCopyDouble) -> Iterator[list[st
 
 
 def assert_redshift(statements: list[str]) -> None:
-    failures = {sql: why for sql in dict.fromkeys(statements) if (why := unparsable(sql))}
+    """Every statement parses as Redshift, and names every table and column in double quotes (so no name
+    is read as one of Redshift's reserved words); only one-letter table aliases go bare."""
+    failures = {}
+    for sql in dict.fromkeys(statements):
+        why = unparsable(sql)
+        if bare := {name for name in naked_identifiers(sql) if len(name) > 1}:
+            why.append(f"identifiers not quoted: {sorted(bare)}")
+        if why:
+            failures[sql] = why
     report = "\n\n".join(f"{sql}\n  -> {'; '.join(why)}" for sql, why in failures.items())
     assert not failures, f"{len(failures)} statement(s) are not valid Redshift:\n{report}"
 
@@ -90,7 +98,7 @@ def test_every_statement_of_a_day_parses_as_redshift(
 
     statements = sent + sent_csv
     kinds = {" ".join(s.split()[:2]).upper() for s in statements}
-    assert {"CREATE TABLE", "CREATE TEMPORARY", "ALTER TABLE", "COPY STG_TWEETS", "DELETE FROM", "INSERT INTO",
+    assert {"CREATE TABLE", "CREATE TEMPORARY", "ALTER TABLE", 'COPY "STG_TWEETS"', "DELETE FROM", "INSERT INTO",
             "CREATE VIEW", "DROP VIEW", "SELECT PG_LAST_COPY_COUNT()"} <= kinds
     assert any("FORMAT AS CSV" in s for s in statements) and any("FORMAT AS PARQUET" in s for s in statements)
     assert any("sys_load_error_detail" in s for s in statements)
@@ -104,7 +112,7 @@ def _allowed_option_sets() -> Iterator[CopyOptions]:
         "gzip": True, "ignore_header": 1, "time_format": "auto", "date_format": "YYYY-MM-DD",
         "accept_inv_chars": "?", "empty_as_null": True, "blanks_as_null": True, "truncate_columns": True,
         "escape": True, "remove_quotes": True, "fixed_width": (("a", 3),), "delimiter": ";", "max_error": 10,
-        "region": "eu-west-1", "stat_update": False, "comp_update": False,
+        "region": "eu-west-1", "stat_update": False, "comp_update": False, "null_as": "\\N",
     }
     assert set(values) == {f.name for f in fields(CopyOptions)} - {"format"}
     for fmt in ("parquet", "csv"):
