@@ -1,4 +1,5 @@
-"""Redshift's SQL grammar, as sqlfluff's Redshift dialect knows it: the gate every statement passes.
+"""Redshift's SQL grammar, as sqlfluff's Redshift dialect knows it: the gate every statement passes;
+and `recording`, which collects the statements a warehouse sends.
 
 No Redshift runs here (FIELD_NOTES), and PostgreSQL accepts SQL that Redshift refuses (an unquoted `tag`,
 a reserved word in Redshift). sqlfluff checks grammar only, not COPY option combinations (the project's
@@ -7,9 +8,17 @@ a reserved word in Redshift). sqlfluff checks grammar only, not COPY option comb
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
+import sqlalchemy as sa
 from sqlfluff.core import FluffConfig, Linter
+
+from tests.tasks.redshift_copy_double import RedshiftCopyDouble
+
+# The COPY double's bookkeeping on its own connection: what Redshift's system views do, not project SQL.
+DOUBLE_BOOKKEEPING = "INSERT INTO public.sys_load_error_detail"
 
 
 @cache
@@ -27,3 +36,23 @@ def naked_identifiers(sql: str) -> set[str]:
     """Identifiers written without double quotes (table aliases, system catalog names, ...)."""
     tree = _linter().parse_string(sql).tree
     return {seg.raw for seg in tree.recursive_crawl("naked_identifier")} if tree else set()
+
+
+@contextmanager
+def recording(engine: sa.Engine, double: RedshiftCopyDouble) -> Iterator[list[str]]:
+    """Every statement sent on `engine`, as Redshift would receive it: recorded before the COPY double
+    (listened to again after the recorder) replaces the COPY with what PostgreSQL runs."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().startswith(DOUBLE_BOOKKEEPING):
+            args = parameters[0] if executemany else parameters
+            sent.append(cursor.mogrify(statement, args).decode())
+
+    double.remove()
+    sa.event.listen(engine, "before_cursor_execute", record)
+    sa.event.listen(engine, "before_cursor_execute", double._intercept, retval=True)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

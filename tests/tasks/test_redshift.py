@@ -15,7 +15,9 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.curate import manifest_key
-from tasks.postgres import engine_url, redact
+from tasks.land import encode_pages
+from tasks.normalize import NormalizeStats, normalize_raw_file
+from tasks.postgres import engine_url, redact, widen_column_statements
 from tasks.redshift import (
     CopyAuthorization,
     CopyOptions,
@@ -26,8 +28,11 @@ from tasks.redshift import (
     validate_copy_options,
 )
 from tasks.s3 import S3Lake
+from tasks.sample import generate_pages
 from tasks.schema import TABLES
+from tasks.source import FetchedPage
 from tasks.warehouse import WarehouseError
+from tests.tasks.redshift_grammar import recording
 
 ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"  # the `redshift` fixture's role too
 KEY_ID, SECRET, TOKEN = "TESTCOPYKEYID0000001", "testSecretKeyForTheCopyDoubleOnly0000000", "testSessionTokenForTheCopyDouble"
@@ -306,6 +311,100 @@ def test_missing_mandatory_file_fails_the_copy(redshift, lake: S3Lake, day: date
     warehouse.ensure_tables()
     with pytest.raises(WarehouseError, match="mandatory file .* not found"):
         warehouse.load_day(lake, files["tweets"])
+
+
+def test_mixed_case_schema_reruns_without_ddl(redshift, lake: S3Lake, day: date, sample_frames,
+                                              curate_frames) -> None:
+    """Redshift folds `Analytics` to `analytics` and its catalog answers with the folded name (the double
+    folds quoted identifiers the same way): a re-run must find every column, not add them again."""
+    name = f"Analytics_{uuid.uuid4().hex[:6]}"
+    warehouse, double = redshift(schema=name)
+    assert warehouse.schema == name.lower()
+    files = curate_frames(lake, day, sample_frames(day, 30))
+    warehouse.ensure_tables()
+    warehouse.load_day(lake, files["tweets"])
+    with recording(warehouse.engine, double) as sent:
+        warehouse.ensure_tables()
+        assert warehouse.load_day(lake, files["tweets"]).total == files["tweets"].rows
+    assert not [s for s in sent if s.startswith("ALTER")]
+    assert all(name not in s for s in sent) and any(f'"{name.lower()}"."tweets"' in s for s in sent)
+    schemas = warehouse.query("SELECT schema_name FROM information_schema.schemata WHERE schema_name ILIKE :s",
+                              {"s": name})
+    assert schemas == [(name.lower(),)]
+
+
+def _long_post_frames(day: date, note: str, text: str) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
+    """A day's frames, normalized from sample pages whose first tweet carries `note` and `text`."""
+    pages = list(generate_pages(day, "q", 40))
+    pages[0]["data"][0]["note_tweet"] = {"text": note}
+    pages[0]["data"][0]["text"] = text
+    request = {"source": "sample", "query": "q", "fetched_at": f"{day.isoformat()}T23:59:59.999Z"}
+    return normalize_raw_file(encode_pages(FetchedPage(request=request, body=p) for p in pages), day)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_25000_character_cjk_long_post_loads_in_both_formats(redshift, lake: S3Lake, day: date, curate_frames,
+                                                               fmt: str) -> None:
+    """25,000 characters of CJK (3 bytes each) and supplementary ideographs (4) are about 77,000 bytes:
+    more than Redshift's VARCHAR(65535). The value is cut at the last whole character that fits, counted."""
+    note = ("漢字かな𠜎" * 5000)[:25000]
+    frames, stats = _long_post_frames(day, note, "short text")
+    assert len(note) == 25000 and len(note.encode()) > 75000
+    files = curate_frames(lake, day, frames)
+    warehouse, _ = redshift(CopyOptions.for_format(fmt))
+    warehouse.ensure_tables()
+    assert warehouse.load_day(lake, files["tweets"]).total == files["tweets"].rows
+    tweet_id = frames["tweets"]["tweet_id"][0]
+    (loaded,) = warehouse.query(f'SELECT note_text FROM "{warehouse.schema}".tweets WHERE tweet_id = :t',
+                                {"t": tweet_id})[0]
+    assert note.startswith(loaded) and 65535 - 4 < len(loaded.encode()) <= 65535
+    assert stats.cleaned == {"tweets.note_text: cut at a UTF-8 boundary to 65535 bytes": 1}
+
+
+def test_a_text_that_is_exactly_backslash_n_round_trips_in_csv(redshift, lake: S3Lake, day: date,
+                                                               curate_frames) -> None:
+    r"""Redshift's default CSV null string is `\N`: with `NULL AS '\0'` a text `\N` stays text, nulls stay null."""
+    frames, _ = _long_post_frames(day, "a long \\N post", "\\N")
+    files = curate_frames(lake, day, frames)
+    warehouse, _ = redshift(CopyOptions.for_format("csv"))
+    warehouse.ensure_tables()
+    warehouse.load_day(lake, files["tweets"])
+    tweet_id = frames["tweets"]["tweet_id"][0]
+    row = warehouse.query(f'SELECT text, note_text FROM "{warehouse.schema}".tweets WHERE tweet_id = :t',
+                          {"t": tweet_id})
+    assert row == [("\\N", "a long \\N post")]
+    nulls = warehouse.query(f'SELECT COUNT(*) FROM "{warehouse.schema}".tweets WHERE note_text IS NULL')[0][0]
+    assert nulls == frames["tweets"]["note_text"].null_count() > 0
+
+
+def test_a_widened_column_migrates_outside_the_load_transaction(redshift) -> None:
+    """Redshift widens a VARCHAR in place only outside a transaction block (the double refuses it inside)."""
+    warehouse, double = redshift()
+    ddl = warehouse.design(TABLES["users"]).create_sql("redshift", warehouse.schema)
+    assert '"name" VARCHAR(400)' in ddl
+    insert = (f'INSERT INTO "{warehouse.schema}".users (user_id, name, fetched_at, dt) '
+              "VALUES (7, 'Ada', now(), DATE '2026-11-01')")
+    warehouse.execute_script([f'CREATE SCHEMA "{warehouse.schema}"',
+                              ddl.replace('"name" VARCHAR(400)', '"name" VARCHAR(20)'), insert])
+    with recording(warehouse.engine, double) as sent:
+        warehouse.ensure_tables()
+    assert [s for s in sent if "ALTER COLUMN" in s] == [
+        f'ALTER TABLE "{warehouse.schema}"."users" ALTER COLUMN "name" TYPE VARCHAR(400)']
+    length = warehouse.query(
+        "SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = :s "
+        "AND table_name = 'users' AND column_name = 'name'", {"s": warehouse.schema})
+    assert length == [(400,)]
+    assert warehouse.query(f'SELECT user_id, name FROM "{warehouse.schema}".users') == [(7, "Ada")]
+    with recording(warehouse.engine, double) as again:
+        warehouse.ensure_tables()
+    assert not [s for s in again if s.startswith("ALTER")]
+
+
+def test_a_widened_key_column_is_a_clear_error() -> None:
+    table = TABLES["tweet_queries"]
+    with pytest.raises(WarehouseError, match=r"tweet_queries.query .* key column cannot be widened in place"):
+        widen_column_statements(table, {"query": 100}, "redshift", "analytics")
+    assert widen_column_statements(table, {"query": 100}, "postgresql", None) == []  # VARCHAR has no length there
 
 
 def test_migration_adds_new_columns_and_keeps_rows(redshift) -> None:

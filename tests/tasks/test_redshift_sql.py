@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import date
 
 import polars as pl
 import pytest
-import sqlalchemy as sa
 
 from tasks.analyze import analyze_day
 from tasks.dashboard import is_latest_day, load_dashboard_data
@@ -28,34 +26,10 @@ from tasks.redshift import (
     build_copy,
     validate_copy_options,
 )
-from tasks.schema import TABLES, METRIC_TABLES
+from tasks.schema import METRIC_TABLES, TABLES
 from tasks.warehouse import WarehouseError
-from tests.tasks.redshift_copy_double import RedshiftCopyDouble
-from tests.tasks.redshift_grammar import naked_identifiers, unparsable
+from tests.tasks.redshift_grammar import naked_identifiers, recording, unparsable
 from tests.tasks.test_redshift import KEYS, MANIFEST, ROLE
-
-# The COPY double's bookkeeping on its own connection: what Redshift's system views do, not project SQL.
-DOUBLE_BOOKKEEPING = "INSERT INTO public.sys_load_error_detail"
-
-
-@contextmanager
-def recording(engine: sa.Engine, double: RedshiftCopyDouble) -> Iterator[list[str]]:
-    """Every statement sent on `engine`, as Redshift would receive it: recorded before the COPY double
-    (listened to again after the recorder) replaces the COPY with what PostgreSQL runs."""
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if not statement.lstrip().startswith(DOUBLE_BOOKKEEPING):
-            args = parameters[0] if executemany else parameters
-            sent.append(cursor.mogrify(statement, args).decode())
-
-    double.remove()
-    sa.event.listen(engine, "before_cursor_execute", record)
-    sa.event.listen(engine, "before_cursor_execute", double._intercept, retval=True)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def assert_redshift(statements: list[str]) -> None:
