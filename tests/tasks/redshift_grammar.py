@@ -39,19 +39,22 @@ def naked_identifiers(sql: str) -> set[str]:
 
 
 @contextmanager
-def recording(engine: sa.Engine, double: RedshiftCopyDouble) -> Iterator[list[str]]:
-    """Every statement sent on `engine`, as Redshift would receive it: recorded before the COPY double
-    (listened to again after the recorder) replaces the COPY with what PostgreSQL runs."""
+def recording(engine: sa.Engine, double: RedshiftCopyDouble | None = None) -> Iterator[list[str]]:
+    """Every statement sent on `engine`, as Redshift would receive it: recorded before the COPY double, if
+    any (listened to again after the recorder), replaces the COPY with what PostgreSQL runs."""
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if not statement.lstrip().startswith(DOUBLE_BOOKKEEPING):
             args = parameters[0] if executemany else parameters
-            sent.append(cursor.mogrify(statement, args).decode())
+            mogrify = getattr(cursor, "mogrify", None)  # psycopg2's; other drivers' text is recorded as is
+            sent.append(mogrify(statement, args).decode() if mogrify else statement)
 
-    double.remove()
+    if double:
+        double.remove()
     sa.event.listen(engine, "before_cursor_execute", record)
-    sa.event.listen(engine, "before_cursor_execute", double._intercept, retval=True)
+    if double:
+        sa.event.listen(engine, "before_cursor_execute", double._intercept, retval=True)
     try:
         yield sent
     finally:

@@ -14,7 +14,9 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
+from tasks.analyze import analyze_day
 from tasks.curate import manifest_key
+from tasks.dashboard import load_dashboard_data
 from tasks.land import encode_pages
 from tasks.normalize import NormalizeStats, normalize_raw_file
 from tasks.postgres import engine_url, redact, widen_column_statements
@@ -462,14 +464,15 @@ missing = [v for v in CONTRACT_ENV if not os.environ.get(v)]
 @pytest.fixture
 def cluster(day: date):
     """A RedshiftWarehouse on the cluster in REDSHIFT_URL (password there or in WAREHOUSE_PASSWORD), a
-    fresh schema, and a fresh folder of X_LAKE_BUCKET (AWS credentials from the environment)."""
+    fresh schema named in mixed case (Redshift folds it), and a fresh folder of X_LAKE_BUCKET (AWS
+    credentials from the environment)."""
     from prefect_aws import AwsCredentials, S3Bucket
 
     folder = f"x-pipeline-contract/{uuid.uuid4().hex[:10]}"
     lake = S3Lake(S3Bucket(bucket_name=os.environ["X_LAKE_BUCKET"], bucket_folder=folder,
                            credentials=AwsCredentials()))
     url = engine_url(os.environ["REDSHIFT_URL"], os.environ.get("WAREHOUSE_PASSWORD"))
-    schema = f"x_contract_{uuid.uuid4().hex[:8]}"
+    schema = f"X_Contract_{uuid.uuid4().hex[:8]}"
     made: list[RedshiftWarehouse] = []
 
     def make(options: CopyOptions | None = None) -> RedshiftWarehouse:
@@ -529,3 +532,38 @@ def test_contract_copy_error_is_read_from_sys_load_error_detail(cluster, day: da
     assert lake.url(key) in str(caught.value) and f"line {line}, column lang" in str(caught.value)
     assert warehouse.row_counts()["tweets"] == 0
 
+
+@pytest.mark.redshift
+@pytest.mark.skipif(bool(missing), reason=f"contract tests need a real Redshift cluster: set {', '.join(missing)}")
+def test_contract_what_only_a_cluster_settles(cluster, day: date, curate_frames) -> None:
+    """The cases the COPY double models from Redshift's documentation, on Redshift itself: the folded
+    mixed-case schema re-runs without DDL, a long CJK post cut to 65535 bytes and a `\\N` text load in both
+    formats, nulls stay null, a VARCHAR widens outside a transaction, and the analysis (`tag`) and views run."""
+    make, lake = cluster
+    note = ("漢字かな𠜎" * 5000)[:25000]
+    frames, _ = _long_post_frames(day, note, "\\N")
+    files = curate_frames(lake, day, frames)
+    tweet_id = frames["tweets"]["tweet_id"][0]
+    for fmt in ("parquet", "csv"):
+        warehouse = make(CopyOptions.for_format(fmt))
+        warehouse.ensure_tables()
+        for f in files.values():
+            warehouse.load_day(lake, f)
+        assert warehouse.row_counts() == {n: f.rows for n, f in files.items()}
+        text, loaded = warehouse.query(f'SELECT "text", "note_text" FROM "{warehouse.schema}"."tweets" '
+                                       "WHERE tweet_id = :t", {"t": tweet_id})[0]
+        assert text == "\\N" and note.startswith(loaded) and 65531 < len(loaded.encode()) <= 65535
+        nulls = warehouse.query(f'SELECT COUNT(*) FROM "{warehouse.schema}"."users" WHERE "location" IS NULL')
+        assert nulls == [(frames["users"]["location"].null_count(),)]
+    with recording(warehouse.engine) as sent:
+        warehouse.ensure_tables()
+    assert not [s for s in sent if s.startswith("ALTER")]
+    warehouse.execute_script([f'ALTER TABLE "{warehouse.schema}"."users" DROP COLUMN "name"',
+                              f'ALTER TABLE "{warehouse.schema}"."users" ADD COLUMN "name" VARCHAR(20)'])
+    warehouse.ensure_tables()
+    assert warehouse.query("SELECT character_maximum_length FROM information_schema.columns WHERE "
+                           "table_schema = :s AND table_name = 'users' AND column_name = 'name'",
+                           {"s": warehouse.schema}) == [(400,)]
+    metrics = analyze_day(warehouse, day)
+    assert metrics.rows["metrics_top_entities"] > 0
+    assert load_dashboard_data(warehouse, day).today["tweets"] == files["tweets"].rows
