@@ -111,8 +111,9 @@ def parquet_bytes(frame: pl.DataFrame, table: Table) -> bytes:
 
 
 def csv_bytes(frame: pl.DataFrame, table: Table) -> bytes:
-    """RFC 4180 CSV, UTF-8, header, `"` doubled inside quotes; null is an empty unquoted field and an
-    empty string is `""`, which PostgreSQL's and Redshift's CSV readers both keep apart."""
+    """RFC 4180 CSV, UTF-8, header, `"` doubled inside quotes; null is an empty unquoted field (PostgreSQL's
+    CSV null, and Redshift's with EMPTYASNULL). Normalize leaves no empty string in a nullable column, as
+    how Redshift reads a quoted `""` under EMPTYASNULL is undocumented."""
     # Times formatted by polars' vectorized `to_string` cost about half of `write_csv`'s own formatting.
     frame = frame.with_columns(
         _format_repeated(frame[c.name], fmt) if c.few_values else pl.col(c.name).dt.to_string(fmt)

@@ -54,7 +54,7 @@ def recording(engine: sa.Engine, double: RedshiftCopyDouble | None = None) -> It
         double.remove()
     sa.event.listen(engine, "before_cursor_execute", record)
     if double:
-        sa.event.listen(engine, "before_cursor_execute", double._intercept, retval=True)
+        double.listen()
     try:
         yield sent
     finally:
