@@ -29,15 +29,16 @@ from tasks.curate import TableFiles
 from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
 from tasks.warehouse import MergeResult, Warehouse, WarehouseError, merge_statements, staging_name
 
-# Every form an AWS credential takes in COPY text: CREDENTIALS key=value pairs and IAM role ARNs
-# (the account id is masked, the role name kept so a log still says which role was used).
+# Every form an AWS credential takes in COPY text: CREDENTIALS key=value pairs, and the account id of any
+# ARN (an IAM role's, or the `arn:aws:redshift:<region>:<account>:dbuser:...` that Redshift's "not
+# authorized to assume IAM Role" error names); the rest of an ARN is kept, so a log still says which role.
 _SECRET_PAIRS = re.compile(r"(aws_access_key_id|aws_secret_access_key|token)=[^;'\s]*", re.IGNORECASE)
-_ROLE_ACCOUNT = re.compile(r"(arn:aws[a-z-]*:iam::)\d{12}(:role/)")
+_ARN_ACCOUNT = re.compile(r"(arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:)\d{12}(?=:)")
 
 
 def redact(text: str) -> str:
     """`text` with every AWS credential masked: for logged SQL and error messages."""
-    return _ROLE_ACCOUNT.sub(r"\1************\2", _SECRET_PAIRS.sub(r"\1=***", text))
+    return _ARN_ACCOUNT.sub(r"\1************", _SECRET_PAIRS.sub(r"\1=***", text))
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -112,6 +112,16 @@ def test_logged_copy_masks_every_credential() -> None:
     assert repr(KEYS).count(SECRET) == 0
 
 
+
+def test_redact_masks_the_account_of_every_arn_in_an_error() -> None:
+    """Redshift's refusal to assume a role names the cluster user's ARN too, with the same account id."""
+    message = ("User arn:aws:redshift:us-east-1:123456789012:dbuser:prod/loader is not authorized to assume "
+               f"IAM Role {ROLE}")
+    masked = redact(message)
+    assert "123456789012" not in masked
+    assert "arn:aws:redshift:us-east-1:************:dbuser:prod/loader" in masked
+    assert "arn:aws:iam::************:role/RedshiftCopy" in masked
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
