@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from tasks.bucket import Bucket
 from tasks.curate import TableFiles
 from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
-from tasks.warehouse import MergeResult, Warehouse, WarehouseError, merge_statements, staging_name
+from tasks.warehouse import MergeResult, Warehouse, WarehouseError, merge_statements, run_merge, staging_name
 
 # Every form an AWS credential takes in COPY text: CREDENTIALS key=value pairs, and the account id of any
 # ARN (an IAM role's, or the `arn:aws:redshift:<region>:<account>:dbuser:...` that Redshift's "not
@@ -192,32 +192,32 @@ class SqlWarehouse(Warehouse):
 
     def load_day(self, bucket: Bucket, files: TableFiles) -> MergeResult:
         table = TABLES[files.table]
-        sql = merge_statements(table, self.schema, staging_name(table))
         stg = quote_ident(staging_name(table))
         with self.engine.connect() as conn:
+
+            def run(sql: str) -> Any:
+                result = conn.exec_driver_sql(sql)
+                return result.scalar() if result.returns_rows else None
+
             try:
                 with conn.begin():
-                    if not files.parquet and not files.csv:
-                        # No rows that day: nothing to stage (Redshift rejects an empty manifest).
-                        total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
-                        return MergeResult(table.name, 0, 0, 0, total)
                     conn.exec_driver_sql(staging_ddl(self.design(table), self.dialect))
-                    loaded = self.fill_staging(conn, bucket, files, table)
-                    staged = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {stg}").scalar_one()
+                    # A day with no rows of the table still merges (its old rows of the day go), but loads
+                    # nothing: Redshift rejects an empty manifest.
+                    loaded = self.fill_staging(conn, bucket, files, table) if files.parquet or files.csv else 0
+                    staged = run(f"SELECT COUNT(*) FROM {stg}")
                     if not loaded == staged == files.rows:
                         raise WarehouseError(
                             f"{table.name} {files.day}: the load reported {loaded} rows and staging holds "
                             f"{staged}, but the manifest lists {files.rows}; nothing was merged"
                         )
-                    updated = conn.exec_driver_sql(sql["count_existing"]).scalar_one()
-                    conn.exec_driver_sql(sql["delete"])
-                    conn.exec_driver_sql(sql["insert"])
-                    total = conn.exec_driver_sql(sql["count_target"]).scalar_one()
+                    sql = merge_statements(table, self.schema, staging_name(table), files.day)
+                    merged = run_merge(table, sql, run, staged)
                     conn.exec_driver_sql(f"DROP TABLE {stg}")
             except DBAPIError as exc:
                 # `from None`: the SQLAlchemy error carries the statement text, which may hold credentials.
                 raise self.load_error(conn, table, files, exc) from None
-        return MergeResult(table.name, staged, staged - updated, updated, total)
+        return merged
 
 
 class PostgresWarehouse(SqlWarehouse):
