@@ -38,3 +38,15 @@ class Warehouse(Block):
         default="schema",
         description="Redshift DISTKEY/SORTKEY from the schema module, or 'auto' to let Redshift choose",
     )
+    lock_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="PostgreSQL: how long a statement waits for a lock another session holds before the load "
+        "fails with an error naming the table (Redshift has no such setting: statement_timeout_seconds bounds it)",
+    )
+    statement_timeout_seconds: float = Field(
+        default=1800,
+        gt=0,
+        description="PostgreSQL and Redshift: the longest any one statement (a COPY, a merge, an analysis "
+        "query, and on Redshift a wait for a lock) may run before it is cancelled and the run fails",
+    )

@@ -15,6 +15,7 @@ import io
 import logging
 import re
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -106,15 +107,73 @@ def widen_column_statements(table: Table, existing: dict[str, int | None], diale
     return statements
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits every session sets, so that a lock another session holds, or a statement that never ends,
+    fails the run with a clear error instead of hanging it (the warehouse block's fields)."""
+
+    lock_seconds: float = 60
+    statement_seconds: float = 1800
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+def block_timeouts(block: Any) -> Timeouts:
+    """The timeouts of an `x-pipeline-warehouse` block."""
+    return Timeouts(block.lock_timeout_seconds, block.statement_timeout_seconds)
+
+
+# SQLSTATEs of a wait for a lock that ran out (55P03) and of a cancelled statement (57014: statement_timeout).
+_LOCK_TIMEOUT, _CANCELED = "55P03", "57014"
+
+
 class SqlWarehouse(Warehouse):
     """A SQLAlchemy engine, DDL and migrations from the schema module, and the staged merge."""
 
     dialect: Dialect
 
-    def __init__(self, url: sa.URL, schema: str | None = None) -> None:
+    def __init__(self, url: sa.URL, schema: str | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self.schema = schema
+        self.timeouts = timeouts
         # hide_parameters: a failing statement's bound values never reach an exception message.
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        sa.event.listen(self.engine, "connect", self._configure_session)
+
+    def session_settings(self) -> list[str]:
+        """`SET` statements run on every new connection (values in milliseconds)."""
+        return [f"SET lock_timeout TO {round(self.timeouts.lock_seconds * 1000)}",
+                f"SET statement_timeout TO {round(self.timeouts.statement_seconds * 1000)}"]
+
+    def _configure_session(self, dbapi_connection: Any, _record: Any) -> None:
+        # Outside a transaction: a SET inside one is undone when the pool rolls the connection back.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        try:
+            for sql in self.session_settings():
+                cursor.execute(sql)
+        finally:
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
+
+    def timeout_error(self, exc: DBAPIError, what: str, table: str) -> WarehouseError | None:
+        """A clear error when `exc` is a lock or statement timeout, else None."""
+        code = getattr(exc.orig, "pgcode", None)
+        reason = redact(str(exc.orig)).strip()
+        if code == _LOCK_TIMEOUT or "lock timeout" in reason:
+            return WarehouseError(
+                f"{what} failed: waited longer than the lock timeout (lock_timeout_seconds = "
+                f"{self.timeouts.lock_seconds:g}) for a lock on {table} that another session holds; nothing was "
+                f"committed. Find the holder in pg_locks / pg_stat_activity, or raise the block's timeout ({reason})"
+            )
+        if code == _CANCELED or "statement timeout" in reason or "canceled on user's request" in reason:
+            return WarehouseError(
+                f"{what} failed: a statement on {table} ran longer than the statement timeout "
+                f"(statement_timeout_seconds = {self.timeouts.statement_seconds:g}), which also ends a wait for a "
+                f"lock another session holds; nothing was committed ({reason})"
+            )
+        return None
 
     def describe(self) -> str:
         where = self.engine.url.render_as_string(hide_password=True)
@@ -153,20 +212,25 @@ class SqlWarehouse(Warehouse):
         VARCHAR columns the schema widened, each on its own (Redshift refuses `ALTER COLUMN ... TYPE` inside
         a transaction block)."""
         logger = run_logger()
-        with self.engine.begin() as conn:
-            if self.schema:
-                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
-            for table in TABLES.values():
-                conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
-            existing = self.existing_columns(conn)
-            for table in TABLES.values():
-                columns = existing.get(table.name, {})
-                for sql in add_column_statements(table, list(columns), self.dialect, self.schema):
-                    logger.info("migrating %s: %s", table.name, sql)
-                    conn.exec_driver_sql(sql)
-                extra = [c for c in columns if c not in table.column_names]
-                if extra:
-                    logger.warning("%s keeps columns the schema no longer has: %s", table.name, extra)
+        try:
+            with self.engine.begin() as conn:
+                if self.schema:
+                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+                for table in TABLES.values():
+                    conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
+                existing = self.existing_columns(conn)
+                for table in TABLES.values():
+                    columns = existing.get(table.name, {})
+                    for sql in add_column_statements(table, list(columns), self.dialect, self.schema):
+                        logger.info("migrating %s: %s", table.name, sql)
+                        conn.exec_driver_sql(sql)
+                    extra = [c for c in columns if c not in table.column_names]
+                    if extra:
+                        logger.warning("%s keeps columns the schema no longer has: %s", table.name, extra)
+        except DBAPIError as exc:
+            if timeout := self.timeout_error(exc, "creating or migrating the tables", "one of the tables"):
+                raise timeout from None
+            raise
         widen = [sql for table in TABLES.values()
                  for sql in widen_column_statements(table, existing.get(table.name, {}), self.dialect, self.schema)]
         if widen:
@@ -216,7 +280,8 @@ class SqlWarehouse(Warehouse):
                     conn.exec_driver_sql(f"DROP TABLE {stg}")
             except DBAPIError as exc:
                 # `from None`: the SQLAlchemy error carries the statement text, which may hold credentials.
-                raise self.load_error(conn, table, files, exc) from None
+                timeout = self.timeout_error(exc, f"loading {table.name} for {files.day}", table.name)
+                raise timeout or self.load_error(conn, table, files, exc) from None
         return merged
 
 

@@ -23,7 +23,15 @@ from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
 from tasks.bucket import Bucket
 from tasks.curate import TableFiles, read_manifest
-from tasks.postgres import SqlWarehouse, engine_url, redact, run_logger
+from tasks.postgres import (
+    DEFAULT_TIMEOUTS,
+    SqlWarehouse,
+    Timeouts,
+    block_timeouts,
+    engine_url,
+    redact,
+    run_logger,
+)
 from tasks.schema import Dialect as SqlDialect
 from tasks.schema import Table
 from tasks.warehouse import WarehouseError, staging_name
@@ -228,14 +236,20 @@ class RedshiftWarehouse(SqlWarehouse):
     dialect: SqlDialect = "redshift"
 
     def __init__(self, url: sa.URL, schema: str | None, auth: CopyAuthorization,
-                 options: CopyOptions | None = None, table_design: TableDesign = "schema") -> None:
+                 options: CopyOptions | None = None, table_design: TableDesign = "schema",
+                 timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         # Redshift folds identifiers to lower case, quoted or not, and its catalog answers with the folded
         # name: a schema named `Analytics` is `analytics`, so that is the name every statement uses.
-        super().__init__(url, schema.lower() if schema else None)
+        super().__init__(url, schema.lower() if schema else None, timeouts)
         self.auth = auth
         self.options = options or CopyOptions.for_format("parquet")
         self.table_design = table_design
         validate_copy_options(self.options)  # a bad block fails before any table is touched
+
+    def session_settings(self) -> list[str]:
+        """Redshift has no `lock_timeout` setting; its `statement_timeout` counts a statement's whole time,
+        waiting for a lock included, so it alone bounds a held lock."""
+        return [f"SET statement_timeout TO {round(self.timeouts.statement_seconds * 1000)}"]
 
     def design(self, table: Table) -> Table:
         """`schema`: the schema module's DISTKEY/SORTKEY; `auto`: none, so Redshift's automatic table
@@ -309,4 +323,4 @@ def redshift_from_block(block: WarehouseBlock) -> RedshiftWarehouse:
     password = block.password.get_secret_value() if block.password else None
     options = CopyOptions.for_format(block.copy_format, block.copy_accept_invalid_chars)
     return RedshiftWarehouse(engine_url(block.url, password), block.db_schema, auth, options,
-                             block.redshift_table_design)
+                             block.redshift_table_design, block_timeouts(block))

@@ -250,11 +250,12 @@ def warehouse_from_block(block: Any) -> Warehouse:
     if block.kind == "duckdb":
         return DuckDBWarehouse(Path(block.url))
     if block.kind == "postgresql":
-        from tasks.postgres import PostgresWarehouse, engine_url
+        from tasks.postgres import PostgresWarehouse, block_timeouts, engine_url
 
         password = block.password.get_secret_value() if block.password else None
         # psycopg2 whatever the URL names: the bulk load uses its COPY FROM STDIN.
-        return PostgresWarehouse(engine_url(block.url, password, "postgresql+psycopg2"), block.db_schema)
+        return PostgresWarehouse(engine_url(block.url, password, "postgresql+psycopg2"), block.db_schema,
+                                 block_timeouts(block))
     if block.kind == "redshift":
         from tasks.redshift import redshift_from_block
 

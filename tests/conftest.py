@@ -177,17 +177,18 @@ def redshift(pg_server: str, moto_server: str):
     by the Redshift grammar gate, and by the contract tests on a real cluster)."""
     import uuid
 
-    from tasks.postgres import engine_url
+    from tasks.postgres import DEFAULT_TIMEOUTS, Timeouts, engine_url
     from tasks.redshift import CopyAuthorization, CopyOptions, RedshiftWarehouse
     from tests.tasks.redshift_copy_double import RedshiftCopyDouble
 
     made = []
 
-    def make(options: CopyOptions | None = None, schema: str | None = None):
+    def make(options: CopyOptions | None = None, schema: str | None = None, timeouts: Timeouts | None = None):
         url = engine_url(pg_server, None, "redshift+psycopg2")
         url = url.set(query={**url.query, "sslmode": "disable"})
         warehouse = RedshiftWarehouse(url, schema or f"rs_{uuid.uuid4().hex[:10]}",
-                                      CopyAuthorization(iam_role_arn=REDSHIFT_COPY_ROLE), options, "auto")
+                                      CopyAuthorization(iam_role_arn=REDSHIFT_COPY_ROLE), options, "auto",
+                                      timeouts or DEFAULT_TIMEOUTS)
         double = RedshiftCopyDouble(warehouse.engine, moto_server)
         made.append((warehouse, double))
         return warehouse, double

@@ -8,6 +8,7 @@ import uuid
 from datetime import date
 
 import polars as pl
+import psycopg2
 import pytest
 from pydantic import SecretStr
 
@@ -128,5 +129,46 @@ def test_block_opens_postgresql_without_showing_the_password(pg_server: str) -> 
         assert warehouse.engine.url.drivername == "postgresql+psycopg2"
         assert "s3cr3t-pw" not in warehouse.describe() and "s3cr3t-pw" not in repr(block)
         assert warehouse.query("SELECT 1") == [(1,)]  # the socket server trusts local users
+    finally:
+        warehouse.close()
+
+
+def test_a_held_lock_fails_the_load_fast_with_a_clear_error(
+    pg_server: str, local_bucket: LocalBucket, day: date, sample_frames, curate_frames
+) -> None:
+    """Another session holds a lock on `tweets`: the load gives up after the block's lock timeout, naming the
+    table and the timeout, instead of waiting for as long as the lock is held."""
+    from blocks.warehouse import Warehouse as WarehouseBlock
+
+    block = WarehouseBlock(kind="postgresql", url=pg_server, db_schema=f"wh_{uuid.uuid4().hex[:10]}",
+                           lock_timeout_seconds=1)
+    warehouse = warehouse_from_block(block)
+    holder = psycopg2.connect(pg_server)
+    try:
+        warehouse.ensure_tables()
+        files = curate_frames(local_bucket, day, sample_frames(day, 20))["tweets"]
+        with holder.cursor() as cur:
+            # The server ends the holder's transaction after 30 s, so a load that waits for the lock fails
+            # this test (it then loads) rather than hanging it.
+            cur.execute("SET idle_in_transaction_session_timeout = '30s'")
+            cur.execute(f'LOCK TABLE "{block.db_schema}"."tweets" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(WarehouseError, match=r"tweets .*lock_timeout_seconds = 1") as caught:
+            warehouse.load_day(local_bucket, files)
+        assert "another session" in str(caught.value)
+        holder.rollback()
+        assert warehouse.row_counts()["tweets"] == 0
+    finally:
+        holder.close()
+        warehouse.close()
+
+
+def test_sessions_set_the_block_s_timeouts(pg_server: str) -> None:
+    from blocks.warehouse import Warehouse as WarehouseBlock
+
+    block = WarehouseBlock(kind="postgresql", url=pg_server, lock_timeout_seconds=2.5, statement_timeout_seconds=90)
+    warehouse = warehouse_from_block(block)
+    try:
+        assert warehouse.query("SHOW lock_timeout") == [("2500ms",)]
+        assert warehouse.query("SHOW statement_timeout") == [("90s",)]
     finally:
         warehouse.close()

@@ -577,3 +577,29 @@ def test_contract_what_only_a_cluster_settles(cluster, day: date, curate_frames)
     metrics = analyze_day(warehouse, day)
     assert metrics.rows["metrics_top_entities"] > 0
     assert load_dashboard_data(warehouse, day).today["tweets"] == files["tweets"].rows
+
+
+def test_a_held_lock_fails_the_load_at_the_statement_timeout(
+    redshift, pg_server: str, lake: S3Lake, day: date, sample_frames, curate_frames
+) -> None:
+    """Redshift has no lock_timeout: its sessions set statement_timeout only, which also ends a wait for a
+    lock; the error names the table and the timeout."""
+    import psycopg2
+
+    from tasks.postgres import Timeouts
+
+    warehouse, _ = redshift(timeouts=Timeouts(lock_seconds=1, statement_seconds=1))
+    assert warehouse.session_settings() == ["SET statement_timeout TO 1000"]
+    warehouse.ensure_tables()
+    files = curate_frames(lake, day, sample_frames(day, 20))["tweets"]
+    holder = psycopg2.connect(pg_server)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SET idle_in_transaction_session_timeout = '30s'")  # never hangs the test
+            cur.execute(f'LOCK TABLE "{warehouse.schema}"."tweets" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(WarehouseError, match=r"tweets .*statement_timeout_seconds = 1"):
+            warehouse.load_day(lake, files)
+    finally:
+        holder.close()
+    assert warehouse.query("SHOW statement_timeout") == [("1s",)]
+    assert warehouse.query("SHOW lock_timeout") == [("0",)]

@@ -70,12 +70,14 @@ def test_every_statement_of_a_day_parses_as_redshift(
         with pytest.raises(WarehouseError, match="sys_load_error_detail"):
             csv.load_day(lake, curate_frames(lake, day, {**frames, "users": broken})["users"])
 
-    statements = sent + sent_csv
+    # Sent on each new connection, through the driver's own cursor (not recorded above).
+    statements = parquet.session_settings() + sent + sent_csv
     kinds = {" ".join(s.split()[:2]).upper() for s in statements}
     assert {"CREATE TABLE", "CREATE TEMPORARY", "ALTER TABLE", 'COPY "STG_TWEETS"', "DELETE FROM", "INSERT INTO",
             "CREATE VIEW", "DROP VIEW", "SELECT PG_LAST_COPY_COUNT()"} <= kinds
     assert any("FORMAT AS CSV" in s for s in statements) and any("FORMAT AS PARQUET" in s for s in statements)
     assert any("sys_load_error_detail" in s for s in statements)
+    assert "SET statement_timeout TO 1800000" in statements
     assert {name for name in METRIC_TABLES if any(f'"{name}"' in s for s in statements)} == set(METRIC_TABLES)
     assert_redshift(statements)
 
