@@ -10,9 +10,11 @@ values follow the same rules in every format and warehouse (`clean_strings`); ea
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date
 
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -190,30 +192,129 @@ def _plain(data: bytes) -> bytes | bytearray:
     return text
 
 
-def read_raw_pages(data: bytes) -> tuple[pl.DataFrame, int]:
+def read_raw_pages(data: bytes) -> tuple[pl.DataFrame, NormalizeStats]:
     """Parse gzip (or plain) JSON lines of raw pages into a frame with one row per page.
 
-    Returns the frame and how many lines did not fit the page shape (e.g. `data` not a list); those
-    are left out of the frame and counted, while the file itself stays in the bucket untouched.
+    Returns the frame and what was left out of it, counted (the file itself stays in the bucket untouched):
+    lines that are not a page (`pages`, skipped as "page not in the X API v2 shape"), and the tweets and users
+    of a page that arrow-rs could not read because of their own bad value (`_salvage`).
     """
     raw = _plain(data)
     if raw[:3] == _UTF8_BOM:  # a byte order mark, which some tools write first, is not JSON to arrow-rs
         raw = raw[3:]
+    stats = NormalizeStats()
     if not raw or raw.isspace():
-        return pl.from_arrow(RAW_LINE_SCHEMA.empty_table()), 0  # type: ignore[return-value]
+        return pl.from_arrow(RAW_LINE_SCHEMA.empty_table()), stats  # type: ignore[return-value]
     try:
-        return _parse(raw), 0
+        return _parse(raw), stats
     except pl.exceptions.ComputeError:
-        good, bad = [], 0
+        good = []
         for line in raw.splitlines():
             if not line.strip():
                 continue
             try:
                 good.append(_parse(line))
             except pl.exceptions.ComputeError:
-                bad += 1
+                page = _salvage(line, stats)
+                if page is None:
+                    stats.pages += 1
+                    stats.skip(PAGE_NOT_V2, 1)
+                else:
+                    good.append(page)
         frame = pl.concat(good) if good else pl.from_arrow(RAW_LINE_SCHEMA.empty_table())
-        return frame, bad  # type: ignore[return-value]
+        return frame, stats  # type: ignore[return-value]
+
+
+PAGE_NOT_V2 = "page not in the X API v2 shape"
+_BAD_TEXT = "{} text not valid UTF-8 (invalid bytes or a lone surrogate)"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _salvage(line: bytes, stats: NormalizeStats) -> pl.DataFrame | None:
+    """The page of `line` without the tweets and users that hold a value arrow-rs cannot read, each counted
+    by reason; None when the line is not a page at all.
+
+    Only for a page the fast reader rejected, so it may be slow: the standard library's parser reads what
+    orjson and arrow-rs refuse (invalid UTF-8 bytes arrive as lone surrogates through `surrogateescape`, like
+    a `\\ud800` escape), each tweet and user is checked (`_bad_item`), and the page is written again without
+    the bad ones. A count beyond 64 bits is pinned to the int64 bound, which the count rule then makes null
+    (`check_counts`, counted), so it costs the value, not the tweet. Anything else arrow-rs still refuses
+    is found by reading each tweet and user on its own.
+    """
+    try:
+        page = json.loads(line.decode("utf-8", "surrogateescape"))
+        body = page["body"]
+        includes = body.get("includes")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    # (kind, the dict holding the list, its key); null or absent lists stay as they are (no rows), and a
+    # list of another shape fails the page.
+    lists = [(kind, parent, key) for kind, parent, key in (("tweet", body, "data"), ("user", includes, "users"))
+             if isinstance(parent, dict) and isinstance(parent.get(key), list)]
+    for kind, parent, key in lists:
+        kept = []
+        for item in parent[key]:
+            if reason := _bad_item(item, kind):
+                _left_out(stats, kind, reason)
+            else:
+                kept.append(item)
+        parent[key] = kept
+    if (frame := _reread(page)) is not None:
+        return frame
+    # Something else arrow-rs refuses (a nested id sent as a number, ...): read each item on its own.
+    found = [(kind, parent, key, parent.pop(key)) for kind, parent, key in lists]
+    readable: dict[str, list] = {}
+    for kind, parent, key, items in found:
+        readable[kind] = []
+        for item in items:
+            parent[key] = [item]
+            if _reread(page) is None:
+                _left_out(stats, kind, f"{kind} not in the X API v2 shape")
+            else:
+                readable[kind].append(item)
+        del parent[key]
+    for kind, parent, key, _ in found:
+        parent[key] = readable[kind]
+    return _reread(page)
+
+
+def _reread(page: dict) -> pl.DataFrame | None:
+    try:
+        return _parse(orjson.dumps(page))
+    except (pl.exceptions.ComputeError, orjson.JSONEncodeError):
+        return None
+
+
+def _left_out(stats: NormalizeStats, kind: str, reason: str) -> None:
+    stats.skip(reason, 1)
+    if kind == "tweet":
+        stats.tweets_seen += 1
+
+
+def _bad_item(item: object, kind: str) -> str | None:
+    """Why a tweet or user cannot be read, or None; pins counts beyond 64 bits in place (see `_salvage`)."""
+    if not isinstance(item, dict):
+        return None
+    if item.get("id") is not None and not isinstance(item["id"], str):
+        return f"{kind} id not a string"
+    if _has_surrogate(item):
+        return _BAD_TEXT.format(kind)
+    metrics = item.get("public_metrics")
+    if isinstance(metrics, dict):
+        for name, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+                metrics[name] = _INT64[0] if value < 0 else _INT64[1]  # NaN too: out of range either way
+    return None
+
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def read_raw_file(data: bytes) -> pl.DataFrame:
@@ -221,7 +322,7 @@ def read_raw_file(data: bytes) -> pl.DataFrame:
 
 
 def normalize_raw_file(data: bytes, day: date) -> tuple[dict[str, pl.DataFrame], NormalizeStats]:
-    """`normalize_pages` over one raw file, counting pages that do not have the X API v2 shape."""
+    """`normalize_pages` over one raw file, counting what `read_raw_pages` left out."""
     return normalize_raw_files([data], day)
 
 
@@ -229,10 +330,9 @@ def normalize_raw_files(files: list[bytes], day: date) -> tuple[dict[str, pl.Dat
     """`normalize_pages` over several raw files at once: fewer, larger frames cost less per row."""
     parsed = [read_raw_pages(data) for data in files]
     pages = pl.concat([frame for frame, _ in parsed], rechunk=False) if parsed else read_raw_pages(b"")[0]
-    bad = sum(n for _, n in parsed)
     frames, stats = normalize_pages(pages, day)
-    stats.skip("page not in the X API v2 shape", bad)
-    stats.pages += bad
+    for _, left_out in parsed:
+        stats.add(left_out)
     return frames, stats
 
 
@@ -278,6 +378,7 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         dt,
     )
     _count_unparsed(tweets_raw["created_at"], tweets["created_at"], "tweet created_at", stats)
+    tweets = check_counts(tweets, TWEETS.name, stats)
     out: dict[str, pl.DataFrame] = {TWEETS.name: tweets, TWEET_METRICS_DAILY.name: tweet_metrics_daily(tweets)}
     out[TWEET_QUERIES.name] = tweets_raw.select(
         "tweet_id", pl.col("_query").alias("query"), pl.col("_source").alias("source"), "fetched_at", dt
@@ -332,7 +433,32 @@ def normalize_pages(pages: pl.DataFrame, day: date) -> tuple[dict[str, pl.DataFr
         dt,
     )
     _count_unparsed(users_raw["created_at"], out[USERS.name]["created_at"], "user created_at", stats)
+    out[USERS.name] = check_counts(out[USERS.name], USERS.name, stats)
     return {name: clean_strings(TABLES[name].conform(frame), TABLES[name], stats) for name, frame in out.items()}, stats
+
+
+MAX_COUNT = 10**12
+COUNT_OUT_OF_RANGE = "out of range (0 <= n <= 10^12) -> null"
+
+
+def check_counts(frame: pl.DataFrame, table: str, stats: NormalizeStats) -> pl.DataFrame:
+    """Make every engagement or profile count (`*_count`) outside 0..10^12 null, counted per column.
+
+    A count is never negative, and no X count comes near 10^12 (the most followed account has about
+    2.3 * 10^8 followers; the most viewed posts about 10^10 impressions). The bound keeps the analysis exact:
+    a day's sum of four counts over two million tweets stays below 2^63, so one bad value cannot make the
+    warehouse's BIGINT sums overflow after the load committed. The raw page keeps the value as sent.
+    """
+    counts = [c for c in frame.columns if c.endswith("_count")]
+    if frame.is_empty() or not counts:
+        return frame
+    bad = frame.select(((pl.col(c) < 0) | (pl.col(c) > MAX_COUNT)).sum() for c in counts).row(0, named=True)
+    changed = [c for c in counts if bad[c]]
+    for c in changed:
+        stats.clean(f"{table}.{c}: {COUNT_OUT_OF_RANGE}", bad[c])
+    if not changed:
+        return frame
+    return frame.with_columns(pl.when(pl.col(c).is_between(0, MAX_COUNT)).then(pl.col(c)).alias(c) for c in changed)
 
 
 NUL_REMOVED = "NUL characters removed"

@@ -106,11 +106,12 @@ def test_page_of_the_wrong_shape_is_counted_and_the_rest_kept(day: date) -> None
     assert stats.pages == 3
 
 
-def test_page_that_is_not_utf8_is_counted_and_the_rest_kept(day: date) -> None:
+def test_tweet_that_is_not_utf8_is_counted_and_the_rest_kept(day: date) -> None:
     lines = gzip.decompress(_pages([{"data": [{"id": "1", "text": "TEXT"}]}, {"data": [{"id": "2", "text": "ok"}]}]))
     frames, stats = normalize_raw_file(gzip.compress(lines.replace(b"TEXT", b"caf\xe9")), day)
     assert frames["tweets"]["tweet_id"].to_list() == [2]
-    assert stats.skipped == {"page not in the X API v2 shape": 1}
+    assert stats.skipped == {"tweet text not valid UTF-8 (invalid bytes or a lone surrogate)": 1}
+    assert stats.pages == 2 and stats.tweets_seen == 2
 
 
 def test_byte_order_mark_and_numeric_strings_are_read(day: date) -> None:
@@ -193,3 +194,62 @@ def test_null_and_empty_lists_and_null_elements_give_no_rows(day: date) -> None:
     assert frames["tweet_references"].is_empty() and frames["tweet_urls"].is_empty()
     assert frames["users"]["user_id"].to_list() == [9]
     assert stats.tweets_seen == 2 and stats.skipped == {}
+
+
+def _raw_line(tweets: list[str], users: list[str]) -> bytes:
+    """One raw page written by hand, so that it can hold what `json.dumps` never writes."""
+    request = '{"source": "sample", "query": "q", "fetched_at": "2026-11-24T23:59:59.999Z"}'
+    return (f'{{"request": {request}, "status": 200, "body": {{"data": [{", ".join(tweets)}], '
+            f'"includes": {{"users": [{", ".join(users)}]}}, "meta": {{"result_count": {len(tweets)}}}}}}}\n').encode()
+
+
+def test_one_bad_value_drops_only_its_tweet_not_the_page(day: date) -> None:
+    """An id sent as a number, a lone surrogate, invalid UTF-8, a mention's id sent as a number and a count
+    above 2^63 each cost their own tweet or user (a count only its value), counted by reason; every good
+    tweet of the page is kept."""
+    good = [f'{{"id": "{n}", "text": "ok {n}", "author_id": "9"}}' for n in range(10, 15)]
+    bad = [
+        '{"id": 1, "text": "id as a number"}',
+        '{"id": "2", "text": "lone \\ud800 surrogate"}',
+        '{"id": "3", "text": "caf\xe9"}',
+        '{"id": "4", "text": "huge", "public_metrics": {"like_count": 9223372036854775808, "reply_count": 2}}',
+        '{"id": "5", "text": "@u", "entities": {"mentions": [{"start": 0, "end": 2, "username": "u", "id": 77}]}}',
+    ]
+    users = ['{"id": "9", "username": "fine"}', '{"id": 8, "username": "numeric id"}',
+             '{"id": "7", "username": "\\udfff"}']
+    line = _raw_line([good[0], *bad, *good[1:]], users)
+    other = _raw_line(['{"id": "20", "text": "next page"}'], [])
+    frames, stats = normalize_raw_file(line.replace(b"\xc3\xa9", b"\xe9") + other, day)
+    tweets = frames["tweets"].sort("tweet_id")
+    assert tweets["tweet_id"].to_list() == [4, 10, 11, 12, 13, 14, 20]
+    assert tweets.filter(pl.col("tweet_id") == 4).select("like_count", "reply_count").row(0) == (None, 2)
+    assert frames["users"]["user_id"].to_list() == [9]
+    assert stats.skipped == {
+        "tweet id not a string": 1,
+        "tweet text not valid UTF-8 (invalid bytes or a lone surrogate)": 2,
+        "user id not a string": 1,
+        "user text not valid UTF-8 (invalid bytes or a lone surrogate)": 1,
+        "tweet not in the X API v2 shape": 1,
+    }
+    assert stats.cleaned == {"tweets.like_count: out of range (0 <= n <= 10^12) -> null": 1}
+    assert stats.pages == 2 and stats.tweets_seen == 11
+
+
+def test_a_negative_or_huge_count_is_made_null_and_counted(day: date) -> None:
+    """Counts outside 0..10^12 would make the day's sums overflow in the warehouse after the load committed."""
+    body = {
+        "data": [
+            {"id": "1", "text": "a", "public_metrics": {"like_count": -5, "retweet_count": 3}},
+            {"id": "2", "text": "b", "public_metrics": {"like_count": 2**62, "impression_count": 10**12}},
+        ],
+        "includes": {"users": [{"id": "9", "public_metrics": {"followers_count": -1, "tweet_count": 7}}]},
+    }
+    frames, stats = normalize_raw_file(_pages([body]), day)
+    tweets = frames["tweets"].sort("tweet_id").select("like_count", "retweet_count", "impression_count")
+    assert tweets.rows() == [(None, 3, None), (None, None, 10**12)]
+    assert frames["tweet_metrics_daily"].sort("tweet_id")["like_count"].to_list() == [None, None]
+    assert frames["users"].select("followers_count", "tweet_count").rows() == [(None, 7)]
+    assert stats.cleaned == {
+        "tweets.like_count: out of range (0 <= n <= 10^12) -> null": 2,
+        "users.followers_count: out of range (0 <= n <= 10^12) -> null": 1,
+    }
