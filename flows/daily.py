@@ -20,6 +20,7 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run
 
+from tasks.analyze import AnalysisError
 from tasks.bucket import BucketError, load_bucket
 from tasks.catchup import days_to_process
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
@@ -108,14 +109,22 @@ def process_day(
     seconds["load"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    # The load is committed: an analysis failure is recorded in the summary (the day is loaded, so catch-up
+    # moves on) and fails the `daily` run at its end. Re-run the day to analyze it again.
     # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
-    dashboard = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
-                                    None if bucket_block else root / "dashboard")
+    analyzed = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
+                                   None if bucket_block else root / "dashboard", return_state=True)
+    if analyzed.is_completed():
+        dashboard, analysis = analyzed.result(), {"status": "ok"}
+    else:
+        logger.error("analysis of %s failed after its load committed: %s", day, analyzed.message)
+        dashboard, analysis = "not published: analysis failed", {"status": "failed", "reason": str(analyzed.message)}
     seconds["analyze+publish"] = time.perf_counter() - started
 
     warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
     summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
     summary.extra["dashboard"] = dashboard
+    summary.analysis = analysis
     publish_summary(bucket, summary)
     return summary
 
@@ -159,6 +168,7 @@ def daily(
             )
         days = plan.days
         print(f"last successful day: {plan.last_success or 'none on record'}; processing {', '.join(map(str, days))}")
+    not_analyzed = []
     for each in days:
         summary = process_day(
             day=each,
@@ -174,6 +184,11 @@ def daily(
             rows_per_file=rows_per_file,
             local_root=local_root,
         )
+        if summary.analysis.get("status") == "failed":
+            not_analyzed.append(f"{each} ({summary.analysis['reason']})")
+    if not_analyzed:
+        raise AnalysisError(f"analysis failed for {', '.join(not_analyzed)}; the data of these days is loaded "
+                            "and recorded in their run summaries: re-run each day with `day` to analyze it")
     return summary
 
 
@@ -243,6 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (BucketError, PermanentSourceError, WarehouseError, FileNotFoundError) as exc:
+    except (BucketError, PermanentSourceError, WarehouseError, AnalysisError, FileNotFoundError) as exc:
         # A setting or input the user has to fix: say which, without a stack trace.
         sys.exit(f"error: {exc}")

@@ -32,6 +32,10 @@ NOT_SCORED = "not scored"
 UNKNOWN_LANG = "unknown"
 
 
+class AnalysisError(RuntimeError):
+    """A day's analysis failed after its load committed: the data stays, the run ends failed."""
+
+
 @dataclass
 class DayMetrics:
     day: date

@@ -33,6 +33,7 @@ class RunSummary:
     files_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     summary_key: str = ""
+    analysis: dict[str, str] = field(default_factory=dict)  # status "ok" or "failed", with its reason
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -86,6 +87,8 @@ def summary_markdown(s: RunSummary) -> str:
         ),
         f"- files written: {s.files_written}; skipped rows: {s.skipped or 'none'}",
         f"- values changed by the string rules (README \"Redshift fidelity\"): {s.cleaned or 'none'}",
+        f"- analysis: {s.analysis.get('status', 'not run')}"
+        + (f" (**{s.analysis['reason']}**; the data is loaded: re-run the day)" if "reason" in s.analysis else ""),
         "",
         "| table | rows today | parts | new | updated | total in warehouse |",
         "|---|---:|---:|---:|---:|---:|",

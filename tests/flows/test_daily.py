@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from flows.daily import daily, parse_args, utc_today
-from tasks.schema import TABLES
+from tasks.analyze import AnalysisError
+from tasks.schema import METRICS_DAILY, TABLES
 
 QUERIES = ["#DataEng", "prefect polars"]
 
@@ -69,3 +70,29 @@ def test_a_run_without_a_day_catches_up_from_the_last_successful_day(prefect_ser
     assert last.day == today
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={today - timedelta(days=n)}" for n in (2, 1, 0)]
+
+
+def test_analysis_failure_keeps_the_load_and_does_not_block_catch_up(prefect_server, tmp_path: Path) -> None:
+    """The day's analysis fails after its load committed: the day is recorded as loaded with the analysis
+    failure and its reason, the run ends failed, and the next catch-up run does not process that day again."""
+    today = utc_today()
+    failing = today - timedelta(days=1)
+    # A metrics table that refuses every row the analysis inserts.
+    ddl = METRICS_DAILY.create_sql("duckdb").replace("\n)", ',\n    CHECK ("tweets" < 0)\n)')
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute(ddl)
+    con.close()
+    with pytest.raises(AnalysisError, match=f"analysis failed for {failing}"):
+        daily(day=failing, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+    summary = orjson.loads((tmp_path / "lake" / f"runs/dt={failing}/summary.json").read_bytes())
+    assert summary["analysis"]["status"] == "failed" and "CHECK" in summary["analysis"]["reason"]
+    assert summary["tables"]["tweets"]["total"] == 100
+    assert _snapshot(tmp_path)[1]["tweets"] == 100  # the load stays
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute('DROP TABLE "metrics_daily"')
+    con.close()
+    last = daily(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path), max_catchup_days=7)
+    assert last.day == today and last.analysis == {"status": "ok"}
+    done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
+    assert done == [f"dt={failing}", f"dt={today}"]
