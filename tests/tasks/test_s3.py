@@ -28,6 +28,7 @@ from tasks.s3 import S3Lake
 from tasks.sample import generate_pages
 from tasks.schema import TABLES
 from tasks.source import FetchedPage
+from tests.prefect_api import recorded_task_run
 
 SECRET = "testing-secret-value"
 # Tasks called outside a flow log locally only; that is intended here.
@@ -41,11 +42,8 @@ def _free_port() -> int:
 
 
 def _run_count(state) -> int:
-    """How many times Prefect ran the task, as the server recorded it."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_task_run(state.state_details.task_run_id).run_count
+    """How many times Prefect ran the task, as the server recorded it (once it has: see prefect_api)."""
+    return recorded_task_run(state).run_count
 
 
 def _land(lake: S3Lake, day: date, tweets: int = 250) -> list[str]:
