@@ -26,7 +26,7 @@ from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
-from tasks.summary import RunSummary, build_summary, publish_summary
+from tasks.summary import RunSummary, build_summary, invalidate_summary, publish_summary
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
 from tasks.x_api import XApiSource, load_bearer_token, timeline_target
 
@@ -83,6 +83,7 @@ def process_day(
     seconds: dict[str, float] = {}
     bucket = load_bucket(bucket_block, root / "lake")
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
+    invalidate_summary(bucket, day)
 
     started = time.perf_counter()
     page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.bucket import Bucket
+from tasks.bucket import Bucket, retry_unless_bucket_error
 from tasks.curate import CuratedDay
 from tasks.land import LandedQuery
 from tasks.warehouse import MergeResult
@@ -41,6 +41,20 @@ class RunSummary:
 
 def summary_key(day: date) -> str:
     return f"runs/dt={day.isoformat()}/summary.json"
+
+
+@task(
+    name="invalidate-summary",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_bucket_error,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def invalidate_summary(bucket: Bucket, day: date) -> None:
+    """Remove the day's record of success before anything of the day is rewritten: a run that fails
+    half-way then leaves the day not done, and catch-up (tasks/catchup.py) runs it again."""
+    bucket.delete([summary_key(day)])  # an absent key is no error
 
 
 def build_summary(

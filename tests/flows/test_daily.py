@@ -4,8 +4,11 @@ from pathlib import Path
 import duckdb
 import orjson
 import pytest
+from prefect.filesystems import LocalFileSystem
 
 from flows.daily import daily, parse_args, utc_today
+from tasks.bucket import LocalBucket
+from tasks.catchup import successful_days
 from tasks.schema import TABLES
 
 QUERIES = ["#DataEng", "prefect polars"]
@@ -69,3 +72,18 @@ def test_a_run_without_a_day_catches_up_from_the_last_successful_day(prefect_ser
     assert last.day == today
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={today - timedelta(days=n)}" for n in (2, 1, 0)]
+
+
+def _lake(root: Path) -> LocalBucket:
+    return LocalBucket(LocalFileSystem(basepath=str(root / "lake")))
+
+
+def test_failed_rerun_of_a_successful_day_is_not_left_marked_done(prefect_server, tmp_path: Path, day: date) -> None:
+    daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+    assert day in successful_days(_lake(tmp_path))
+    (tmp_path / "warehouse.duckdb").write_bytes(b"not a DuckDB file")  # the re-run rewrites the day, then fails
+
+    with pytest.raises(duckdb.Error):
+        daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+
+    assert day not in successful_days(_lake(tmp_path))  # so catch-up runs the day again
