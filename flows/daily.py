@@ -26,7 +26,7 @@ from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
-from tasks.summary import RunSummary, build_summary, invalidate_summary, publish_summary
+from tasks.summary import RunSummary, build_summary, incomplete_day_error, invalidate_summary, publish_summary
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
 from tasks.x_api import XApiSource, load_bearer_token, timeline_target
 
@@ -77,7 +77,10 @@ def process_day(
     local_root: str = "data",
 ) -> RunSummary:
     """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
-    publish the dashboard, summarize."""
+    publish the dashboard, summarize.
+
+    The day's record of success is removed first and written last, so a run that fails (or a day with an
+    unreadable raw file, which is curated without it and fails at the end naming it) is not marked done."""
     logger = get_run_logger()
     root = Path(local_root)
     seconds: dict[str, float] = {}
@@ -118,6 +121,8 @@ def process_day(
     summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
     summary.extra["dashboard"] = dashboard
     publish_summary(bucket, summary)
+    if summary.unreadable_files:
+        raise incomplete_day_error(summary)  # the summary above is not the day's record of success
     return summary
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import date
+from gzip import BadGzipFile
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,11 +34,18 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 from isal import igzip
+from isal.isal_zlib import IsalError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
-from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tweet_metrics_daily
+from tasks.normalize import (
+    NormalizeStats,
+    deduplicate,
+    normalize_raw_files,
+    read_raw_pages,
+    tweet_metrics_daily,
+)
 from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, USERS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
@@ -54,6 +62,8 @@ DERIVED: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
 # Tables whose rows repeat across the day's pages (a page includes each user it shows): at 1,000,000 tweets,
 # 1.3 million user rows for 250,000 users. A row that a row already spooled supersedes is left out of the spool.
 REPEATING = (USERS.name,)
+# What reading a raw file that is not whole gzip raises (cut short, bytes changed): no retry reads it whole.
+UNREADABLE_RAW = (EOFError, BadGzipFile, IsalError)
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -396,6 +406,15 @@ class CuratedDay:
     day: date
     tables: dict[str, TableFiles]
     stats: NormalizeStats
+    unreadable_files: list[str] = field(default_factory=list)  # raw keys left out: not whole gzip
+
+
+def _unreadable(data: bytes) -> bool:
+    try:
+        read_raw_pages(data)
+    except UNREADABLE_RAW:
+        return True
+    return False
 
 
 def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[tuple[int, list[str], list[bytes]]]:
@@ -425,6 +444,8 @@ def curate_raw_files(
 ) -> CuratedDay:
     """Stream the day's raw files through normalize, then write every table's curated files.
 
+    A raw file that is not whole gzip is left out and named in `unreadable_files` (the flow then does not
+    mark the day done): reading it again cannot help, and the rest of the day is still curated.
     Raw files are read on the calling thread, the last first, and normalized in batches on `workers`
     threads, then the tables' parts are encoded on as many. Pure (no Prefect run context needed), so the
     benchmark times exactly what the task runs.
@@ -435,18 +456,30 @@ def curate_raw_files(
     spool = DaySpool(day, parts)
     stats = NormalizeStats()
 
-    def normalize_batch(batch: tuple[int, list[str], list[bytes]]) -> tuple[list[str], NormalizeStats]:
+    unreadable: list[str] = []
+
+    def normalize_batch(batch: tuple[int, list[str], list[bytes]]) -> tuple[list[str], NormalizeStats, list[str]]:
         number, keys, data = batch
-        frames, batch_stats = normalize_raw_files(data, day)
+        bad: list[str] = []
+        try:
+            frames, batch_stats = normalize_raw_files(data, day)
+        except UNREADABLE_RAW:
+            # Rare: find the damaged files, then normalize the rest of the batch without them.
+            bad = [k for k, d in zip(keys, data, strict=True) if _unreadable(d)]
+            frames, batch_stats = normalize_raw_files([d for k, d in zip(keys, data, strict=True) if k not in bad], day)
         spool.add(frames, batch=number)
-        return keys, batch_stats
+        return keys, batch_stats, bad
 
     try:
         done = 0
-        for keys, batch_stats in _bounded_map(normalize_batch, _raw_batches(bucket, raw_keys, batch_bytes), workers):
+        batches = _raw_batches(bucket, raw_keys, batch_bytes)
+        for keys, batch_stats, bad in _bounded_map(normalize_batch, batches, workers):
             stats.add(batch_stats)
             done += len(keys)
             logger.info("normalized %s (%d/%d files): %d tweets", keys[-1], done, len(raw_keys), batch_stats.tweets_seen)
+            for key in bad:
+                logger.error("raw file %s is not whole gzip (cut short or damaged): left out of the day", key)
+            unreadable += bad
         tables = write_tables(bucket, spool, TABLES, workers)
     finally:
         spool.cleanup()
@@ -456,7 +489,7 @@ def curate_raw_files(
         logger.warning("skipped rows: %s", stats.skipped)
     if stats.cleaned:
         logger.warning("values changed by the string rules: %s", stats.cleaned)
-    return CuratedDay(day, tables, stats)
+    return CuratedDay(day, tables, stats, sorted(unreadable))
 
 
 @task(

@@ -17,6 +17,10 @@ from tasks.land import LandedQuery
 from tasks.warehouse import MergeResult
 
 
+class IncompleteDayError(RuntimeError):
+    """The day ran, but without some of its raw data (named in the message): it is not a success."""
+
+
 @dataclass
 class RunSummary:
     day: date
@@ -27,6 +31,7 @@ class RunSummary:
     tweets_fetched: int = 0
     api_errors: int = 0
     malformed_pages: int = 0
+    unreadable_files: list[str] = field(default_factory=list)  # raw keys left out: the day is incomplete
     skipped: dict[str, int] = field(default_factory=dict)
     cleaned: dict[str, int] = field(default_factory=dict)  # values changed by normalize's string rules
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -43,6 +48,10 @@ def summary_key(day: date) -> str:
     return f"runs/dt={day.isoformat()}/summary.json"
 
 
+def incomplete_key(day: date) -> str:
+    return f"runs/dt={day.isoformat()}/incomplete.json"
+
+
 @task(
     name="invalidate-summary",
     retries=2,
@@ -54,7 +63,7 @@ def summary_key(day: date) -> str:
 def invalidate_summary(bucket: Bucket, day: date) -> None:
     """Remove the day's record of success before anything of the day is rewritten: a run that fails
     half-way then leaves the day not done, and catch-up (tasks/catchup.py) runs it again."""
-    bucket.delete([summary_key(day)])  # an absent key is no error
+    bucket.delete([summary_key(day), incomplete_key(day)])  # an absent key is no error
 
 
 def build_summary(
@@ -85,8 +94,19 @@ def build_summary(
         }
         s.files_written += len(files.parquet) + len(files.csv) + len(files.manifests)
     s.files_written += sum(len(q.keys) + len(q.error_keys) for q in landed)
-    s.summary_key = summary_key(day)
+    s.unreadable_files = list(curated.unreadable_files)
+    # An incomplete day's summary is kept apart from the record of success that catch-up reads.
+    s.summary_key = incomplete_key(day) if s.unreadable_files else summary_key(day)
     return s
+
+
+def incomplete_day_error(s: RunSummary) -> IncompleteDayError:
+    n = len(s.unreadable_files)
+    return IncompleteDayError(
+        f"{s.day} is incomplete: {n} raw file{'s' if n > 1 else ''} could not be read (gzip cut short or damaged) "
+        f"and {'were' if n > 1 else 'was'} left out: {', '.join(s.unreadable_files)}; land the day again from "
+        f"its source or remove the file, then re-run the day (summary: {s.summary_key})"
+    )
 
 
 def summary_markdown(s: RunSummary) -> str:
@@ -99,6 +119,7 @@ def summary_markdown(s: RunSummary) -> str:
             f"partial API errors: {s.api_errors}, malformed pages: {s.malformed_pages}"
         ),
         f"- files written: {s.files_written}; skipped rows: {s.skipped or 'none'}",
+        f"- raw files left out, not whole gzip (the day is incomplete): {s.unreadable_files or 'none'}",
         f"- values changed by the string rules (README \"Redshift fidelity\"): {s.cleaned or 'none'}",
         "",
         "| table | rows today | parts | new | updated | total in warehouse |",

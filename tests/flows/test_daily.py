@@ -9,7 +9,9 @@ from prefect.filesystems import LocalFileSystem
 from flows.daily import daily, parse_args, utc_today
 from tasks.bucket import LocalBucket
 from tasks.catchup import successful_days
+from tasks.land import landed_raw_keys
 from tasks.schema import TABLES
+from tasks.summary import IncompleteDayError, incomplete_key
 
 QUERIES = ["#DataEng", "prefect polars"]
 
@@ -87,3 +89,21 @@ def test_failed_rerun_of_a_successful_day_is_not_left_marked_done(prefect_server
         daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
 
     assert day not in successful_days(_lake(tmp_path))  # so catch-up runs the day again
+
+
+def test_a_day_with_a_truncated_raw_file_fails_naming_it_and_is_not_marked_done(
+    prefect_server, tmp_path: Path, day: date
+) -> None:
+    daily(day=day, queries=QUERIES, sample_tweets=150, local_root=str(tmp_path))
+    lake = _lake(tmp_path)
+    cut = landed_raw_keys(lake, day)[0]
+    whole = lake.read(cut)
+    lake.write(cut, whole[: len(whole) // 2])
+
+    with pytest.raises(IncompleteDayError, match=f"1 raw file could not be read.*{cut}"):
+        daily(day=day, source="replay", local_root=str(tmp_path))
+
+    assert day not in successful_days(lake)
+    summary = orjson.loads(lake.read(incomplete_key(day)))
+    assert summary["unreadable_files"] == [cut]
+    assert summary["tweets_fetched"] == 151  # the other query's file (one tweet is on two of its pages)
