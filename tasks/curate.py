@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -156,6 +157,34 @@ def manifest_bytes(bucket: Bucket, objects: list[StoredObject], part_rows: list[
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
+SPOOL_PREFIX = "x-pipeline-spool-"
+_SPOOL_NAME = re.compile(rf"{SPOOL_PREFIX}(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: checks the process exists, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_spools(parent: Path) -> list[Path]:
+    """Remove the spool folders in `parent` whose owning process is gone (a killed run never removes its
+    own); returns them. Decided by PID rather than by age: a live run of any length keeps its folder, and a
+    killed run's is removed by the next run. A reused PID only keeps a dead folder until that process ends."""
+    removed = []
+    for path in parent.glob(f"{SPOOL_PREFIX}*"):
+        if (match := _SPOOL_NAME.match(path.name)) and path.is_dir() and not _alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        _LOGGER.info("removed %d spool folder(s) of runs that were killed: %s", len(removed), removed)
+    return removed
+
+
 class DaySpool:
     """Collects normalized batches for one day on local disk, split into parts by key.
 
@@ -175,7 +204,10 @@ class DaySpool:
         if parts < 1:
             raise ValueError("parts must be >= 1")
         self.day, self.parts = day, parts
-        self.root = Path(tempfile.mkdtemp(prefix="x-pipeline-spool-", dir=workdir))
+        parent = Path(workdir or tempfile.gettempdir())
+        remove_dead_spools(parent)
+        # The owner's PID in the name lets a later run tell a killed run's folder from a live one's.
+        self.root = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=parent))
         self._batch = 0
         self._files: dict[str, list[tuple[int, Path]]] = {}  # table -> (batch, file)
         self._winners: dict[str, pl.DataFrame] = {}  # REPEATING table -> key, fetched_at, _batch

@@ -1,9 +1,12 @@
 import gzip
 import io
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import orjson
 import polars as pl
@@ -244,3 +247,30 @@ def test_truncated_raw_file_is_named_counted_and_not_retried(prefect_server, loc
     assert curated.unreadable_files == [keys[1]]
     assert curated.tables["tweets"].rows == 200  # the two whole files
     assert recorded_task_run(state).run_count == 1
+
+
+def _spooling_process(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
+    """Another run, in its own process, that has made its spool folder in `workdir` and is still curating."""
+    code = ("import sys, time; from datetime import date; from pathlib import Path; from tasks.curate import DaySpool; "
+            "print(DaySpool(date(2026, 11, 24), 1, Path(sys.argv[1])).root, flush=True); time.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(workdir)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_spool_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path: Path, day: date) -> None:
+    killed, killed_spool = _spooling_process(tmp_path)
+    running, running_spool = _spooling_process(tmp_path)
+    try:
+        killed.kill()  # SIGKILL: no `finally` of the run removes its spool
+        killed.wait()
+        assert killed_spool.is_dir()
+
+        spool = DaySpool(day, 1, tmp_path)
+        spool.cleanup()
+
+        assert not killed_spool.exists()
+        assert running_spool.is_dir()  # a live run's spool is left alone
+    finally:
+        running.kill()
+        running.wait()
