@@ -24,7 +24,7 @@ from tasks.bucket import BucketError, load_bucket
 from tasks.catchup import days_to_process
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
-from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
+from tasks.land import LandedQuery, fetch_and_land, landed_error_keys, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
 from tasks.summary import RunSummary, build_summary, incomplete_day_error, invalidate_summary, publish_summary
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
@@ -95,7 +95,8 @@ def process_day(
         targets = [*queries, *(timeline_target(a) for a in accounts or ())]
         landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
     # Curate from everything landed for the day (replay: from any source), not only this run's pages.
-    raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
+    source_name = None if page_source is None else page_source.name
+    raw_keys = landed_raw_keys(bucket, day, source_name)
     if page_source is None and not raw_keys:
         raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
     seconds["fetch+land"] = time.perf_counter() - started
@@ -118,7 +119,8 @@ def process_day(
     seconds["analyze+publish"] = time.perf_counter() - started
 
     warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
-    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+    error_keys = landed_error_keys(bucket, day, source_name)
+    summary = build_summary(day, source, bucket, warehouse, landed, curated, error_keys, loaded, seconds)
     summary.extra["dashboard"] = dashboard
     publish_summary(bucket, summary)
     if summary.unreadable_files:

@@ -73,14 +73,18 @@ def build_summary(
     warehouse: str,
     landed: list[LandedQuery],
     curated: CuratedDay,
+    error_keys: list[str],
     loaded: dict[str, MergeResult],
     seconds: dict[str, float],
 ) -> RunSummary:
+    """Counts are of what is in the bucket for the day (the raw pages curated, the `errors/` pages), not of
+    what this run's tasks returned: a retried fetch returns only its last attempt's pages, while an earlier
+    attempt's stay landed (and are curated); `landed` gives the files this run wrote."""
     s = RunSummary(day=day, source=source, bucket=bucket.describe(), warehouse=warehouse, seconds=seconds)
-    s.pages = sum(q.pages for q in landed) or curated.stats.pages
-    s.tweets_fetched = sum(q.tweets for q in landed) or curated.stats.tweets_seen
-    s.api_errors = sum(q.api_errors for q in landed) or curated.stats.api_errors
-    s.malformed_pages = sum(len(q.error_keys) for q in landed)
+    s.malformed_pages = len(error_keys)
+    s.pages = curated.stats.pages + s.malformed_pages
+    s.tweets_fetched = curated.stats.tweets_seen
+    s.api_errors = curated.stats.api_errors
     s.skipped = dict(curated.stats.skipped)
     s.cleaned = dict(curated.stats.cleaned)
     for name, files in curated.tables.items():
