@@ -449,7 +449,10 @@ def _unreadable(data: bytes) -> bool:
     return False
 
 
-def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[tuple[int, list[str], list[bytes]]]:
+RawBatch = tuple[int, list[str], list[bytes]]  # number, keys, the files' bytes
+
+
+def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[RawBatch]:
     """Batches of about `batch_bytes` of raw files, the last files (the latest fetched) first, so that the
     spool can leave out the rows they supersede (`REPEATING`). Each batch holds its files in `raw_keys`
     order and is numbered by its first file's position there: a higher number is a later batch."""
@@ -490,15 +493,17 @@ def curate_raw_files(
 
     unreadable: list[str] = []
 
-    def normalize_batch(batch: tuple[int, list[str], list[bytes]]) -> tuple[list[str], NormalizeStats, list[str]]:
+    def normalize_batch(batch: RawBatch) -> tuple[list[str], NormalizeStats, list[str]]:
+        """The batch's keys, normalize stats and the keys of files left out as unreadable."""
         number, keys, data = batch
         bad: list[str] = []
         try:
             frames, batch_stats = normalize_raw_files(data, day)
         except UNREADABLE_RAW:
             # Rare: find the damaged files, then normalize the rest of the batch without them.
-            bad = [k for k, d in zip(keys, data, strict=True) if _unreadable(d)]
-            frames, batch_stats = normalize_raw_files([d for k, d in zip(keys, data, strict=True) if k not in bad], day)
+            files = dict(zip(keys, data, strict=True))
+            bad = [k for k, d in files.items() if _unreadable(d)]
+            frames, batch_stats = normalize_raw_files([d for k, d in files.items() if k not in bad], day)
         spool.add(frames, batch=number)
         return keys, batch_stats, bad
 

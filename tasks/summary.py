@@ -106,10 +106,11 @@ def build_summary(
 
 def incomplete_day_error(s: RunSummary) -> IncompleteDayError:
     n = len(s.unreadable_files)
+    files, were = ("files", "were") if n > 1 else ("file", "was")
     return IncompleteDayError(
-        f"{s.day} is incomplete: {n} raw file{'s' if n > 1 else ''} could not be read (gzip cut short or damaged) "
-        f"and {'were' if n > 1 else 'was'} left out: {', '.join(s.unreadable_files)}; land the day again from "
-        f"its source or remove the file, then re-run the day (summary: {s.summary_key})"
+        f"{s.day} is incomplete: {n} raw {files} could not be read (gzip cut short or damaged) and {were} "
+        f"left out: {', '.join(s.unreadable_files)}; land the day again from its source or remove the "
+        f"{files}, then re-run the day (summary: {s.summary_key})"
     )
 
 

@@ -41,7 +41,8 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
     assert second.tables["tweets"]["new"] == 0 and second.tables["tweets"]["updated"] == 240
     assert not (tmp_path / "warehouse.duckdb").exists()  # nothing went to the embedded default
     send_logs()
-    logs = poll(lambda client: client.read_logs(), lambda logs: any("tweets: staged 240" in log.message for log in logs))
+    logs = poll(lambda client: client.read_logs(), lambda found: any("tweets: staged 240" in x.message
+                                                                      for x in found))
     messages = [log.message for log in logs]
     assert any("tweets: staged 240" in m for m in messages)
     assert not any(SECRET in m for m in messages)

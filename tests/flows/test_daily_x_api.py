@@ -123,6 +123,7 @@ def test_tweets_landed_by_a_failed_attempt_are_counted_after_the_retry(
     summary = daily(day=yesterday, queries=QUERIES[:1], source="x_api", x_api_base_url=x_api_server.url,
                     local_root=str(tmp_path))
 
-    assert [r.status for r in x_api_server.log] == [200] + [503] * 5 + [200] * 2  # the retry resumed at page 2
+    # The failed attempt landed page 1; the task's retry resumed on page 2.
+    assert [r.status for r in x_api_server.log] == [200] + [503] * 5 + [200] * 2
     assert len(tweet_ids(tmp_path)) == 250
     assert summary.tweets_fetched == 250 and summary.pages == 3

@@ -229,14 +229,17 @@ def test_bounded_map_keeps_at_most_twice_the_workers_in_flight(ordered: bool) ->
     assert (results == list(range(12))) is ordered  # unordered: item 0 finishes after the quick ones
 
 
-def test_truncated_raw_file_is_named_counted_and_not_retried(prefect_server, local_bucket: LocalBucket, day: date) -> None:
+def test_truncated_raw_file_is_named_counted_and_not_retried(
+    prefect_server, local_bucket: LocalBucket, day: date
+) -> None:
     """A raw file cut short (an interrupted copy): curate skips it, names it and goes on with the others;
     a deterministic error, so no task retry."""
     keys = []
     for query in ("q1", "q2", "q3"):
         request = {"source": "sample", "query": query, "fetched_at": "2026-11-24T23:59:59.999Z"}
         pages = [FetchedPage(request=request, body=b) for b in generate_pages(day, query, 100)]
-        keys.append(local_bucket.write(f"raw/sample/{query}/dt={day}/part-00000.jsonl.gz", encode_pages(pages)).key)
+        key = f"raw/sample/{query}/dt={day}/part-00000.jsonl.gz"
+        keys.append(local_bucket.write(key, encode_pages(pages)).key)
     whole = local_bucket.read(keys[1])
     local_bucket.write(keys[1], whole[: len(whole) // 2])
 
@@ -251,7 +254,8 @@ def test_truncated_raw_file_is_named_counted_and_not_retried(prefect_server, loc
 
 def _spooling_process(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
     """Another run, in its own process, that has made its spool folder in `workdir` and is still curating."""
-    code = ("import sys, time; from datetime import date; from pathlib import Path; from tasks.curate import DaySpool; "
+    code = ("import sys, time; from datetime import date; from pathlib import Path; "
+            "from tasks.curate import DaySpool; "
             "print(DaySpool(date(2026, 11, 24), 1, Path(sys.argv[1])).root, flush=True); time.sleep(600)")
     process = subprocess.Popen([sys.executable, "-c", code, str(workdir)], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
