@@ -9,34 +9,110 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
+import duckdb
+import sqlalchemy as sa
 from prefect import flow, get_run_logger
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run
 
 from tasks.analyze import AnalysisError
-from tasks.bucket import BucketError, load_bucket
+from tasks.bucket import BucketError, TransientBucketError, load_bucket
 from tasks.catchup import days_to_process
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
-from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
+from tasks.land import LandedQuery, fetch_and_land, landed_error_keys, landed_raw_keys
 from tasks.source import PageSource, PermanentSourceError, SampleSource
-from tasks.summary import RunSummary, build_summary, publish_summary
+from tasks.summary import (
+    IncompleteDayError,
+    RunSummary,
+    build_summary,
+    incomplete_day_error,
+    invalidate_summary,
+    publish_summary,
+)
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
-from tasks.x_api import XApiSource, load_bearer_token, timeline_target
+from tasks.x_api import XApiSource, XApiUnavailable, load_bearer_token, timeline_target
 
 DEFAULT_QUERIES = ["#DataEng", "prefect polars", "(redshift OR s3) lang:en"]
 SourceName = Literal["sample", "x_api", "replay"]
+FIRST_DAY = date(2006, 3, 21)  # X's first day: nothing to fetch before it
+MAX_LOOKBACK_HOURS = 168  # X recent search's window
+T = TypeVar("T")
+
+
+class InvalidParameter(ValueError):
+    """A parameter the user has to correct; the message names the value and the accepted range."""
 
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+def check_day(day: date) -> date:
+    """A day that has begun, from X's first day on: a mistyped future day must not replace the dashboard."""
+    today = utc_today()
+    if day > today:
+        raise InvalidParameter(f"day {day} is after today ({today} UTC)")
+    if day < FIRST_DAY:
+        raise InvalidParameter(f"day {day} is before {FIRST_DAY}, X's first day")
+    return day
+
+
+def positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise InvalidParameter(f"{n} is not a positive whole number")
+    return n
+
+
+def lookback_hours(text: str) -> float:
+    hours = float(text)
+    if not 0 < hours < MAX_LOOKBACK_HOURS:
+        raise InvalidParameter(f"{hours:g} is not between 0 and {MAX_LOOKBACK_HOURS} hours "
+                               "(recent search's window)")
+    return hours
+
+
+def http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidParameter(f"{text!r} is not an http(s) URL such as https://x-proxy.example.com")
+    return text
+
+
+def writable_folder(text: str) -> str:
+    """A folder that is, or can be made, writable: checked before a run rather than found half-way."""
+    root = Path(text).absolute()
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise InvalidParameter(f"{existing} is not a directory")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise InvalidParameter(f"{existing} is not writable ({exc.strerror})") from None
+    return text
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type whose ValueError message becomes the error line (argparse's own names no reason)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def daily_run_name() -> str:
@@ -78,12 +154,17 @@ def process_day(
     local_root: str = "data",
 ) -> RunSummary:
     """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
-    publish the dashboard, summarize."""
+    publish the dashboard, summarize.
+
+    The day's record of success is removed first and written last, so a run that fails (or a day with an
+    unreadable raw file, which is curated without it and fails at the end naming it) is not marked done."""
+    check_day(day)
     logger = get_run_logger()
     root = Path(local_root)
     seconds: dict[str, float] = {}
     bucket = load_bucket(bucket_block, root / "lake")
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
+    invalidate_summary(bucket, day)
 
     started = time.perf_counter()
     page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
@@ -92,7 +173,8 @@ def process_day(
         targets = [*queries, *(timeline_target(a) for a in accounts or ())]
         landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
     # Curate from everything landed for the day (replay: from any source), not only this run's pages.
-    raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
+    source_name = None if page_source is None else page_source.name
+    raw_keys = landed_raw_keys(bucket, day, source_name)
     if page_source is None and not raw_keys:
         raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
     seconds["fetch+land"] = time.perf_counter() - started
@@ -122,10 +204,13 @@ def process_day(
     seconds["analyze+publish"] = time.perf_counter() - started
 
     warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
-    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+    error_keys = landed_error_keys(bucket, day, source_name)
+    summary = build_summary(day, source, bucket, warehouse, landed, curated, error_keys, loaded, seconds)
     summary.extra["dashboard"] = dashboard
     summary.analysis = analysis
     publish_summary(bucket, summary)
+    if summary.unreadable_files:
+        raise incomplete_day_error(summary)  # the summary above is not the day's record of success
     return summary
 
 
@@ -197,7 +282,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m flows.daily",
         description="Run the daily X pipeline once. With no options: today's UTC day on embedded defaults.",
     )
-    p.add_argument("--day", type=date.fromisoformat, default=None, help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
+    p.add_argument("--day", type=_argument(lambda text: check_day(date.fromisoformat(text))), default=None,
+                   help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
     p.add_argument("--query", dest="queries", action="append", default=None,
                    help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
     p.add_argument("--account", dest="accounts", action="append", default=[],
@@ -207,13 +293,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bucket-block", default=None, help="bucket block, e.g. s3-bucket/x-lake (default: local folder)")
     p.add_argument("--warehouse-block", default=None, help="x-pipeline-warehouse block name (default: DuckDB file)")
     p.add_argument("--x-token-block", default=None, help="Secret block with the X bearer token (or X_BEARER_TOKEN)")
-    p.add_argument("--x-lookback-hours", type=float, default=72,
+    p.add_argument("--x-lookback-hours", type=_argument(lookback_hours), default=72,
                    help="x_api: how far back a query's first run reaches (under 168, recent search's window)")
-    p.add_argument("--x-api-base-url", default=None,
+    p.add_argument("--x-api-base-url", type=_argument(http_url), default=None,
                    help="x_api: send requests to this host instead of https://api.twitter.com (a proxy)")
-    p.add_argument("--sample-tweets", type=int, default=400, help="tweets per query from the sample source")
-    p.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per curated part file")
-    p.add_argument("--local-root", default="data", help="folder for the embedded bucket and warehouse")
+    p.add_argument("--sample-tweets", type=_argument(positive_int), default=400,
+                   help="tweets per query from the sample source")
+    p.add_argument("--rows-per-file", type=_argument(positive_int), default=ROWS_PER_FILE,
+                   help="rows per curated part file")
+    p.add_argument("--local-root", type=_argument(writable_folder), default="data",
+                   help="folder for the embedded bucket and warehouse")
     return p.parse_args(argv)
 
 
@@ -223,6 +312,35 @@ def send_prefect_queues(timeout_seconds: float = 10) -> None:
     (Prefect's test harness drains the same two workers.)"""
     APILogWorker.drain_all(timeout=timeout_seconds)
     EventsWorker.drain_all(timeout=timeout_seconds)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+# Errors whose message already names what to fix.
+USER_ERRORS = (BucketError, PermanentSourceError, WarehouseError, FileNotFoundError, IncompleteDayError, AnalysisError,
+               InvalidParameter)
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The CLI's last line for an error a user or operator can fix, naming what to fix; None for any other
+    (a bug, whose traceback is wanted). Retried failures get here only once the retries are spent."""
+    if isinstance(exc, USER_ERRORS):
+        return f"error: {_one_line(exc)}"
+    if isinstance(exc, TransientBucketError):
+        return (f"error: {_one_line(exc)}; the bucket is unreachable: check its endpoint, the network and the "
+                "bucket block, then re-run")
+    if isinstance(exc, XApiUnavailable):
+        return (f"error: {_one_line(exc)}; the X API is still failing after retries: re-run later (catch-up "
+                "fills the day in) or check --x-api-base-url")
+    if isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc):
+        return (f"error: the DuckDB file is locked by another process ({_one_line(exc)}): close that process "
+                "or wait for it, then re-run")
+    if isinstance(exc, sa.exc.OperationalError):  # the driver's words name the host, never the password
+        return (f"error: the warehouse refused or did not answer the connection ({_one_line(exc.orig)}): "
+                "check the warehouse block's URL and password, and that the server is up and reachable")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows_per_file=args.rows_per_file,
             local_root=args.local_root,
         )
+    except Exception as exc:
+        if (line := error_line(exc)) is None:
+            raise
+        sys.exit(line)  # one line naming what to fix, no traceback (exit status 1)
     finally:
         send_prefect_queues()
     print(f"\nDay {summary.day}: {summary.tweets_fetched} tweets in {summary.pages} pages")
@@ -256,8 +378,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (BucketError, PermanentSourceError, WarehouseError, AnalysisError, FileNotFoundError) as exc:
-        # A setting or input the user has to fix: say which, without a stack trace.
-        sys.exit(f"error: {exc}")
+    sys.exit(main())

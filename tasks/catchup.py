@@ -1,9 +1,10 @@
 """Catch-up: which days a scheduled run processes, from the run summaries kept in the bucket.
 
-A day's `runs/dt=D/summary.json` is written only after the day loaded, so it is the record of success,
-and it lives next to the data: a worker on another machine reads the same record. A run with no
-explicit day processes every day after the last successful one up to today, so a missed or failed
-run leaves no hole, bounded so that a long outage does not turn one run into an unbounded backfill.
+A day's `runs/dt=D/summary.json` is written only after the day loaded, and removed first by any run of
+the day (`invalidate_summary`), so it is the record of success, and it lives next to the data: a worker
+on another machine reads the same record. A run with no explicit day processes every day after the last
+successful one up to today, so a missed or failed run leaves no hole, bounded so that a long outage does
+not turn one run into an unbounded backfill.
 """
 
 from __future__ import annotations

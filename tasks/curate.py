@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import date
+from gzip import BadGzipFile
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,11 +35,18 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 from isal import igzip
+from isal.isal_zlib import IsalError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
-from tasks.normalize import NormalizeStats, deduplicate, normalize_raw_files, tweet_metrics_daily
+from tasks.normalize import (
+    NormalizeStats,
+    deduplicate,
+    normalize_raw_files,
+    read_raw_pages,
+    tweet_metrics_daily,
+)
 from tasks.schema import PARQUET_COMPRESSION, TABLES, TWEET_METRICS_DAILY, TWEETS, USERS, Table
 
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # ISO-8601 UTC, as Redshift TIMEFORMAT 'auto' reads it
@@ -54,6 +63,8 @@ DERIVED: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
 # Tables whose rows repeat across the day's pages (a page includes each user it shows): at 1,000,000 tweets,
 # 1.3 million user rows for 250,000 users. A row that a row already spooled supersedes is left out of the spool.
 REPEATING = (USERS.name,)
+# What reading a raw file that is not whole gzip raises (cut short, bytes changed): no retry reads it whole.
+UNREADABLE_RAW = (EOFError, BadGzipFile, IsalError)
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -147,6 +158,34 @@ def manifest_bytes(bucket: Bucket, objects: list[StoredObject], part_rows: list[
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
+SPOOL_PREFIX = "x-pipeline-spool-"
+_SPOOL_NAME = re.compile(rf"{SPOOL_PREFIX}(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: checks the process exists, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_spools(parent: Path) -> list[Path]:
+    """Remove the spool folders in `parent` whose owning process is gone (a killed run never removes its
+    own); returns them. Decided by PID rather than by age: a live run of any length keeps its folder, and a
+    killed run's is removed by the next run. A reused PID only keeps a dead folder until that process ends."""
+    removed = []
+    for path in parent.glob(f"{SPOOL_PREFIX}*"):
+        if (match := _SPOOL_NAME.match(path.name)) and path.is_dir() and not _alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        _LOGGER.info("removed %d spool folder(s) of runs that were killed: %s", len(removed), removed)
+    return removed
+
+
 class DaySpool:
     """Collects normalized batches for one day on local disk, split into parts by key.
 
@@ -166,7 +205,10 @@ class DaySpool:
         if parts < 1:
             raise ValueError("parts must be >= 1")
         self.day, self.parts = day, parts
-        self.root = Path(tempfile.mkdtemp(prefix="x-pipeline-spool-", dir=workdir))
+        parent = Path(workdir or tempfile.gettempdir())
+        remove_dead_spools(parent)
+        # The owner's PID in the name lets a later run tell a killed run's folder from a live one's.
+        self.root = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=parent))
         self._batch = 0
         self._files: dict[str, list[tuple[int, Path]]] = {}  # table -> (batch, file)
         self._winners: dict[str, pl.DataFrame] = {}  # REPEATING table -> key, fetched_at, _batch
@@ -397,9 +439,21 @@ class CuratedDay:
     day: date
     tables: dict[str, TableFiles]
     stats: NormalizeStats
+    unreadable_files: list[str] = field(default_factory=list)  # raw keys left out: not whole gzip
 
 
-def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[tuple[int, list[str], list[bytes]]]:
+def _unreadable(data: bytes) -> bool:
+    try:
+        read_raw_pages(data)
+    except UNREADABLE_RAW:
+        return True
+    return False
+
+
+RawBatch = tuple[int, list[str], list[bytes]]  # number, keys, the files' bytes
+
+
+def _raw_batches(bucket: Bucket, raw_keys: list[str], batch_bytes: int) -> Iterator[RawBatch]:
     """Batches of about `batch_bytes` of raw files, the last files (the latest fetched) first, so that the
     spool can leave out the rows they supersede (`REPEATING`). Each batch holds its files in `raw_keys`
     order and is numbered by its first file's position there: a higher number is a later batch."""
@@ -426,6 +480,8 @@ def curate_raw_files(
 ) -> CuratedDay:
     """Stream the day's raw files through normalize, then write every table's curated files.
 
+    A raw file that is not whole gzip is left out and named in `unreadable_files` (the flow then does not
+    mark the day done): reading it again cannot help, and the rest of the day is still curated.
     Raw files are read on the calling thread, the last first, and normalized in batches on `workers`
     threads, then the tables' parts are encoded on as many. Pure (no Prefect run context needed), so the
     benchmark times exactly what the task runs.
@@ -436,18 +492,32 @@ def curate_raw_files(
     spool = DaySpool(day, parts)
     stats = NormalizeStats()
 
-    def normalize_batch(batch: tuple[int, list[str], list[bytes]]) -> tuple[list[str], NormalizeStats]:
+    unreadable: list[str] = []
+
+    def normalize_batch(batch: RawBatch) -> tuple[list[str], NormalizeStats, list[str]]:
+        """The batch's keys, normalize stats and the keys of files left out as unreadable."""
         number, keys, data = batch
-        frames, batch_stats = normalize_raw_files(data, day)
+        bad: list[str] = []
+        try:
+            frames, batch_stats = normalize_raw_files(data, day)
+        except UNREADABLE_RAW:
+            # Rare: find the damaged files, then normalize the rest of the batch without them.
+            files = dict(zip(keys, data, strict=True))
+            bad = [k for k, d in files.items() if _unreadable(d)]
+            frames, batch_stats = normalize_raw_files([d for k, d in files.items() if k not in bad], day)
         spool.add(frames, batch=number)
-        return keys, batch_stats
+        return keys, batch_stats, bad
 
     try:
         done = 0
-        for keys, batch_stats in _bounded_map(normalize_batch, _raw_batches(bucket, raw_keys, batch_bytes), workers):
+        batches = _raw_batches(bucket, raw_keys, batch_bytes)
+        for keys, batch_stats, bad in _bounded_map(normalize_batch, batches, workers):
             stats.add(batch_stats)
             done += len(keys)
             logger.info("normalized %s (%d/%d files): %d tweets", keys[-1], done, len(raw_keys), batch_stats.tweets_seen)
+            for key in bad:
+                logger.error("raw file %s is not whole gzip (cut short or damaged): left out of the day", key)
+            unreadable += bad
         tables = write_tables(bucket, spool, TABLES, workers)
     finally:
         spool.cleanup()
@@ -457,7 +527,7 @@ def curate_raw_files(
         logger.warning("skipped rows: %s", stats.skipped)
     if stats.cleaned:
         logger.warning("values changed by the string rules: %s", stats.cleaned)
-    return CuratedDay(day, tables, stats)
+    return CuratedDay(day, tables, stats, sorted(unreadable))
 
 
 @task(

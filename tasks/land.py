@@ -123,6 +123,12 @@ def landed_raw_keys(bucket: Bucket, day: date, source: str | None = None) -> lis
     return [k for k in bucket.list(prefix) if marker in k and k.endswith(".jsonl.gz")]
 
 
+def landed_error_keys(bucket: Bucket, day: date, source: str | None = None) -> list[str]:
+    """Every page landed for `day` under `errors/` (not JSON), from `source` or any source."""
+    marker = f"/dt={day.isoformat()}/"
+    return [k for k in bucket.list(f"errors/{source}/" if source else "errors/") if marker in k]
+
+
 def retry_unless_permanent(task: object, task_run: object, state: State) -> bool:
     """Task retries are for transient failures; a rejected token or query, or a bucket the user must
     fix (access denied, no such bucket), fails at once."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from datetime import date
@@ -31,14 +30,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 
 from tasks.bucket import LocalBucket
+from tests.net import free_port
 
 DAY = date(2026, 11, 24)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,28 @@
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+import sqlalchemy as sa
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
+from pydantic import SecretStr
 
-from flows.daily import daily, parse_args, utc_today
+from flows.daily import daily, error_line, main, parse_args, utc_today
 from tasks.analyze import AnalysisError
+from tasks.bucket import LocalBucket, TransientBucketError
+from tasks.catchup import successful_days
+from tasks.land import landed_raw_keys
+from tasks.postgres import PostgresWarehouse, engine_url
+from tasks.s3 import S3Lake
 from tasks.schema import METRICS_DAILY, TABLES
+from tasks.summary import IncompleteDayError, incomplete_key
+from tasks.x_api import BearerToken, XApiSource, XApiUnavailable
+from tests.net import free_port
 
 QUERIES = ["#DataEng", "prefect polars"]
 
@@ -96,3 +111,151 @@ def test_analysis_failure_keeps_the_load_and_does_not_block_catch_up(prefect_ser
     assert last.day == today and last.analysis == {"status": "ok"}
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={failing}", f"dt={today}"]
+
+
+def _lake(root: Path) -> LocalBucket:
+    return LocalBucket(LocalFileSystem(basepath=str(root / "lake")))
+
+
+def test_failed_rerun_of_a_successful_day_is_not_left_marked_done(
+    prefect_server, tmp_path: Path, day: date
+) -> None:
+    daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+    assert day in successful_days(_lake(tmp_path))
+    # The re-run rewrites the day's raw and curated files, then fails at the load.
+    (tmp_path / "warehouse.duckdb").write_bytes(b"not a DuckDB file")
+
+    with pytest.raises(duckdb.Error):
+        daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+
+    assert day not in successful_days(_lake(tmp_path))  # so catch-up runs the day again
+
+
+def test_a_day_with_a_truncated_raw_file_fails_naming_it_and_is_not_marked_done(
+    prefect_server, tmp_path: Path, day: date
+) -> None:
+    daily(day=day, queries=QUERIES, sample_tweets=150, local_root=str(tmp_path))
+    lake = _lake(tmp_path)
+    cut = landed_raw_keys(lake, day)[0]
+    whole = lake.read(cut)
+    lake.write(cut, whole[: len(whole) // 2])
+
+    with pytest.raises(IncompleteDayError, match=f"1 raw file could not be read.*{cut}"):
+        daily(day=day, source="replay", local_root=str(tmp_path))
+
+    assert day not in successful_days(lake)
+    summary = orjson.loads(lake.read(incomplete_key(day)))
+    assert summary["unreadable_files"] == [cut]
+    assert summary["tweets_fetched"] == 151  # the other query's file (one tweet is on two of its pages)
+
+
+TOMORROW = utc_today() + timedelta(days=1)
+ONE_ATTEMPT = {"retries": {"max_attempts": 1}}  # boto3: fail at once, the test needs no client retries
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--day", str(TOMORROW)], f"argument --day: day {TOMORROW} is after today"),
+        (["--day", "2006-03-20"], "argument --day: day 2006-03-20 is before 2006-03-21"),
+        (["--day", "2026-02-30"], "argument --day:"),
+        (["--rows-per-file", "0"], "argument --rows-per-file: 0 is not a positive"),
+        (["--sample-tweets", "-5"], "argument --sample-tweets: -5 is not a positive"),
+        (["--x-lookback-hours", "0"], "argument --x-lookback-hours: 0 is not between 0 and 168"),
+        (["--x-lookback-hours", "168"], "argument --x-lookback-hours: 168 is not between 0 and 168"),
+        (["--x-api-base-url", "x.example.com"], "--x-api-base-url: 'x.example.com' is not an http(s) URL"),
+        (["--x-api-base-url", "ftp://x.example"], "--x-api-base-url: 'ftp://x.example' is not an http(s)"),
+    ],
+)
+def test_cli_refuses_a_bad_value_in_one_line_naming_the_option(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        parse_args(argv)
+    assert exit.value.code == 2
+    assert named in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_cli_refuses_a_local_root_that_is_not_a_writable_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    not_writable = Path("/proc/x-pipeline-data")  # /proc takes no new files, even from root
+    for root, problem in [(a_file, "is not a directory"), (a_file / "sub", "is not a directory"),
+                          (not_writable, "is not writable")]:
+        with pytest.raises(SystemExit) as exit:
+            parse_args(["--local-root", str(root)])
+        assert exit.value.code == 2
+        last_line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "argument --local-root:" in last_line and problem in last_line, last_line
+    new_folder = str(tmp_path / "new" / "folder")
+    assert parse_args(["--local-root", new_folder]).local_root == new_folder  # made by the run
+
+
+def test_a_future_day_is_refused_by_the_flow_and_leaves_the_dashboard_alone(
+    prefect_server, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=f"day {TOMORROW} is after today"):
+        daily(day=TOMORROW, queries=QUERIES, sample_tweets=20, local_root=str(tmp_path))
+    assert not (tmp_path / "dashboard").exists() and not (tmp_path / "lake").exists()
+
+
+def test_cli_with_the_duckdb_file_locked_by_another_process_ends_in_one_line(
+    prefect_server, tmp_path: Path, day: date
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    code = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as exit:
+            main(["--day", str(day), "--query", "#DataEng", "--sample-tweets", "20",
+                  "--local-root", str(tmp_path)])
+    finally:
+        holder.kill()
+        holder.wait()
+    line = exit.value.code
+    assert isinstance(line, str) and "\n" not in line, line
+    assert line.startswith("error: the DuckDB file is locked by another process") and str(path) in line
+
+
+def _one_line_naming(line: str | None, *words: str) -> None:
+    assert line is not None and line.startswith("error: ") and "\n" not in line, line
+    assert all(w in line for w in words), line
+
+
+def test_an_unreachable_s3_endpoint_ends_in_one_line_naming_the_fix(aws_env: None) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    credentials = AwsCredentials(
+        aws_access_key_id="testing-key-id",
+        aws_secret_access_key="testing-secret-value",
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint, config=ONE_ATTEMPT),
+    )
+    with pytest.raises(TransientBucketError) as caught:
+        S3Lake(S3Bucket(bucket_name="lake", credentials=credentials)).list("runs/")
+    _one_line_naming(error_line(caught.value), "s3://lake", "unreachable", "endpoint")
+
+
+def test_an_unreachable_postgresql_ends_in_one_line_naming_the_fix_without_the_password() -> None:
+    secret = "pg-password-never-shown"
+    url = engine_url(f"postgresql://pipeline@127.0.0.1:{free_port()}/x", secret, "postgresql+psycopg2")
+    warehouse = PostgresWarehouse(url, "x")
+    with pytest.raises(sa.exc.OperationalError) as caught:
+        warehouse.ensure_tables()
+    warehouse.close()
+    line = error_line(caught.value)
+    _one_line_naming(line, "warehouse", "127.0.0.1", "Connection refused", "warehouse block")
+    assert secret not in line
+
+
+def test_an_x_api_still_failing_after_retries_ends_in_one_line_naming_the_fix(x_api_server) -> None:
+    x_api_server.fail(503, on_request=1)
+    x_api_server.fail(503, on_request=2)
+    source = XApiSource(BearerToken(SecretStr(x_api_server.token), "set X_BEARER_TOKEN"),
+                        api_base_url=x_api_server.url, max_attempts=2, backoff_seconds=0)
+    with pytest.raises(XApiUnavailable) as caught:
+        list(source.pages("#DataEng", utc_today() - timedelta(days=1)))
+    _one_line_naming(error_line(caught.value), "503", "still failing after retries", "re-run")

@@ -8,13 +8,13 @@ from datetime import date
 from pathlib import Path
 
 import psycopg2
-from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from blocks.warehouse import Warehouse
 from flows.daily import daily
 from tasks.analyze import view_selects
 from tasks.schema import TABLES
+from tests.prefect_api import poll, send_logs
 
 SECRET = "pg-password-never-logged"
 
@@ -40,8 +40,10 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
     assert {t: r["total"] for t, r in first.tables.items()} == counts_1
     assert second.tables["tweets"]["new"] == 0 and second.tables["tweets"]["updated"] == 240
     assert not (tmp_path / "warehouse.duckdb").exists()  # nothing went to the embedded default
-    with get_client(sync_client=True) as client:
-        messages = [log.message for log in client.read_logs()]
+    send_logs()
+    logs = poll(lambda client: client.read_logs(), lambda found: any("tweets: staged 240" in x.message
+                                                                      for x in found))
+    messages = [log.message for log in logs]
     assert any("tweets: staged 240" in m for m in messages)
     assert not any(SECRET in m for m in messages)
     views = _view_rows(pg_server, schema)

@@ -12,13 +12,12 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
-from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_API_URL
 
 from blocks.create import create_blocks
 from flows.daily import daily
+from tests.prefect_api import poll, send_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ID, SECRET = "TESTFLOWKEYID0000001", "flow-test-secret-access-key"
@@ -32,10 +31,9 @@ def _objects(endpoint: str) -> dict[str, int]:
 
 
 def _server_logs_and_artifacts(since: datetime) -> str:
-    APILogHandler().flush()  # send what is still queued
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(timestamp=LogFilterTimestamp(after_=since)))
-        artifacts = client.read_artifacts()
+    send_logs()
+    logs = poll(lambda client: client.read_logs(LogFilter(timestamp=LogFilterTimestamp(after_=since))), bool)
+    artifacts = poll(lambda client: client.read_artifacts(), bool)
     assert logs and artifacts
     return "\n".join([log.message for log in logs] + [orjson.dumps(a.model_dump(mode="json")).decode() for a in artifacts])
 

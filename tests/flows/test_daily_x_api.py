@@ -109,3 +109,21 @@ def test_replaying_an_x_api_day_gives_the_same_rows(
 
     assert len(x_api_server.log) == requests_made  # no API call
     assert original["tweets"] and {t: warehouse_rows(tmp_path, t) for t in TABLES} == original
+
+
+def test_tweets_landed_by_a_failed_attempt_are_counted_after_the_retry(
+    prefect_server, x_api_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X_BEARER_TOKEN", x_api_server.token)
+    yesterday = utc_today() - timedelta(days=1)
+    x_api_server.publish(QUERIES[0], yesterday, 250)
+    for n in range(2, 7):  # the second page fails five times: the first attempt lands page 1, then gives up
+        x_api_server.fail(503, on_request=n)
+
+    summary = daily(day=yesterday, queries=QUERIES[:1], source="x_api", x_api_base_url=x_api_server.url,
+                    local_root=str(tmp_path))
+
+    # The failed attempt landed page 1; the task's retry resumed on page 2.
+    assert [r.status for r in x_api_server.log] == [200] + [503] * 5 + [200] * 2
+    assert len(tweet_ids(tmp_path)) == 250
+    assert summary.tweets_fetched == 250 and summary.pages == 3

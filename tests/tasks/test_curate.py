@@ -1,9 +1,12 @@
 import gzip
 import io
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import orjson
 import polars as pl
@@ -15,12 +18,13 @@ from prefect.filesystems import LocalFileSystem
 
 import tasks.curate
 from tasks.bucket import LocalBucket
-from tasks.curate import DaySpool, _bounded_map, curate_raw_files, curated_prefix, manifest_key
+from tasks.curate import DaySpool, _bounded_map, curate_day, curate_raw_files, curated_prefix, manifest_key
 from tasks.land import encode_pages
 from tasks.normalize import deduplicate
 from tasks.sample import generate_pages
 from tasks.schema import TABLES
 from tasks.source import FetchedPage
+from tests.prefect_api import recorded_task_run
 
 HARD = 'He said "hi", then, well,\nleft 😀 𠜎 — مرحبا'
 
@@ -223,3 +227,54 @@ def test_bounded_map_keeps_at_most_twice_the_workers_in_flight(ordered: bool) ->
     assert sorted(results) == list(range(12))
     assert most_in_flight <= 4
     assert (results == list(range(12))) is ordered  # unordered: item 0 finishes after the quick ones
+
+
+def test_truncated_raw_file_is_named_counted_and_not_retried(
+    prefect_server, local_bucket: LocalBucket, day: date
+) -> None:
+    """A raw file cut short (an interrupted copy): curate skips it, names it and goes on with the others;
+    a deterministic error, so no task retry."""
+    keys = []
+    for query in ("q1", "q2", "q3"):
+        request = {"source": "sample", "query": query, "fetched_at": "2026-11-24T23:59:59.999Z"}
+        pages = [FetchedPage(request=request, body=b) for b in generate_pages(day, query, 100)]
+        key = f"raw/sample/{query}/dt={day}/part-00000.jsonl.gz"
+        keys.append(local_bucket.write(key, encode_pages(pages)).key)
+    whole = local_bucket.read(keys[1])
+    local_bucket.write(keys[1], whole[: len(whole) // 2])
+
+    state = curate_day(local_bucket, day, keys, return_state=True)
+
+    assert state.is_completed(), state.message
+    curated = state.result()
+    assert curated.unreadable_files == [keys[1]]
+    assert curated.tables["tweets"].rows == 200  # the two whole files
+    assert recorded_task_run(state).run_count == 1
+
+
+def _spooling_process(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
+    """Another run, in its own process, that has made its spool folder in `workdir` and is still curating."""
+    code = ("import sys, time; from datetime import date; from pathlib import Path; "
+            "from tasks.curate import DaySpool; "
+            "print(DaySpool(date(2026, 11, 24), 1, Path(sys.argv[1])).root, flush=True); time.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(workdir)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_spool_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path: Path, day: date) -> None:
+    killed, killed_spool = _spooling_process(tmp_path)
+    running, running_spool = _spooling_process(tmp_path)
+    try:
+        killed.kill()  # SIGKILL: no `finally` of the run removes its spool
+        killed.wait()
+        assert killed_spool.is_dir()
+
+        spool = DaySpool(day, 1, tmp_path)
+        spool.cleanup()
+
+        assert not killed_spool.exists()
+        assert running_spool.is_dir()  # a live run's spool is left alone
+    finally:
+        running.kill()
+        running.wait()

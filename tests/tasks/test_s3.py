@@ -6,7 +6,6 @@ import gzip
 import io
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from datetime import date
 
@@ -28,24 +27,17 @@ from tasks.s3 import S3Lake
 from tasks.sample import generate_pages
 from tasks.schema import TABLES
 from tasks.source import FetchedPage
+from tests.net import free_port
+from tests.prefect_api import recorded_task_run
 
 SECRET = "testing-secret-value"
 # Tasks called outside a flow log locally only; that is intended here.
 pytestmark = pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_count(state) -> int:
-    """How many times Prefect ran the task, as the server recorded it."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_task_run(state.state_details.task_run_id).run_count
+    """How many times Prefect ran the task, as the server recorded it (once it has: see prefect_api)."""
+    return recorded_task_run(state).run_count
 
 
 def _land(lake: S3Lake, day: date, tweets: int = 250) -> list[str]:
@@ -140,7 +132,7 @@ class StopsServerAfterFirstPart(S3Lake):
 def dedicated_s3(aws_env: None) -> Iterator[tuple[ThreadedMotoServer, int]]:
     """A moto server of this test's own, which the test may stop and start again on the same port."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield server, port
