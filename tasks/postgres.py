@@ -128,6 +128,15 @@ def block_timeouts(block: Any) -> Timeouts:
 _LOCK_TIMEOUT, _CANCELED = "55P03", "57014"
 
 
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a driver error: psycopg2's `pgcode`, or the `C` field of the server's error fields
+    that redshift_connector passes as its first argument."""
+    code = getattr(error, "pgcode", None)
+    if code is None and error.args and isinstance(error.args[0], dict):
+        code = error.args[0].get("C")
+    return code
+
+
 class SqlWarehouse(Warehouse):
     """A SQLAlchemy engine, DDL and migrations from the schema module, and the staged merge."""
 
@@ -139,6 +148,10 @@ class SqlWarehouse(Warehouse):
         # hide_parameters: a failing statement's bound values never reach an exception message.
         self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
         sa.event.listen(self.engine, "connect", self._configure_session)
+        # The pre-ping's `SELECT 1` opens a transaction on a driver without autocommit (redshift_connector
+        # sends `begin transaction` first): end it, so each checkout starts idle and an AUTOCOMMIT
+        # connection (the VARCHAR widening, which Redshift refuses inside a transaction block) really is one.
+        sa.event.listen(self.engine, "checkout", lambda dbapi_connection, _record, _proxy: dbapi_connection.rollback())
 
     def session_settings(self) -> list[str]:
         """`SET` statements run on every new connection (values in milliseconds)."""
@@ -159,7 +172,7 @@ class SqlWarehouse(Warehouse):
 
     def timeout_error(self, exc: DBAPIError, what: str, table: str) -> WarehouseError | None:
         """A clear error when `exc` is a lock or statement timeout, else None."""
-        code = getattr(exc.orig, "pgcode", None)
+        code = sqlstate(exc.orig)
         reason = redact(str(exc.orig)).strip()
         if code == _LOCK_TIMEOUT or "lock timeout" in reason:
             return WarehouseError(
@@ -167,7 +180,7 @@ class SqlWarehouse(Warehouse):
                 f"{self.timeouts.lock_seconds:g}) for a lock on {table} that another session holds; nothing was "
                 f"committed. Find the holder in pg_locks / pg_stat_activity, or raise the block's timeout ({reason})"
             )
-        if code == _CANCELED or "statement timeout" in reason or "canceled on user's request" in reason:
+        if code == _CANCELED or any(m in reason for m in ("statement timeout", "canceled on user", "cancelled on user")):
             return WarehouseError(
                 f"{what} failed: a statement on {table} ran longer than the statement timeout "
                 f"(statement_timeout_seconds = {self.timeouts.statement_seconds:g}), which also ends a wait for a "

@@ -260,8 +260,9 @@ class RedshiftWarehouse(SqlWarehouse):
         manifest = files.manifests.get(self.options.format)
         if not manifest:
             raise WarehouseError(f"{table.name} {files.day}: no {self.options.format} manifest was written")
-        return build_copy(staging_name(table), bucket.url(manifest), self.options, self.auth,
-                          dialect=self.engine.dialect)
+        # build_copy's own dialect, not the engine's: the engine's literal rendering changes on its first
+        # connect (sqlalchemy-redshift then stops doubling backslashes), and the text sent must not.
+        return build_copy(staging_name(table), bucket.url(manifest), self.options, self.auth)
 
     def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
         copy = self.copy_statement(bucket, files, table)

@@ -11,8 +11,10 @@ arrives untouched. Grammar is checked elsewhere (tests/tasks/test_redshift_sql.p
 
 from __future__ import annotations
 
+import gc
 import re
 import socket
+import warnings
 from datetime import date
 
 import pytest
@@ -33,6 +35,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/RedshiftCopy"
 SCHEMA = "analytics"
 BEGIN, COMMIT, ROLLBACK = "begin transaction", "commit", "rollback"  # as redshift_connector spells them
 PING = "SELECT 1"  # the pool's pre-ping on checkout: the driver opens a transaction for it
+CHECKOUT = [BEGIN, PING, ROLLBACK]  # ... which the warehouse's checkout listener ends: work starts idle
+SESSION = "SET statement_timeout TO 1800000"  # RedshiftWarehouse's settings, on each new connection
 COUNT = [("count", RedshiftOID.BIGINT)]
 TEXT, NUMBER = RedshiftOID.VARCHAR, RedshiftOID.INTEGER
 LOAD_FAILED = {"C": "XX000", "M": "Load into table 'stg_users' failed.  Check 'sys_load_error_detail' system "
@@ -80,16 +84,29 @@ def day_files(s3_bucket_block, day: date, sample_frames, curate_frames):
     return lake, curate_frames(lake, day, sample_frames(day, 30))
 
 
-def script_load(wire: RedshiftWire, files: dict, updated: dict[str, int], totals: dict[str, int]) -> None:
-    """Answer a day's load as Redshift would: COPY loads the manifest's rows, staging holds them."""
+def script_load(wire: RedshiftWire, files: dict, merges: dict[str, tuple[int, int, int, int]] | None = None) -> None:
+    """Answer a day's load as Redshift would: COPY loads the manifest's rows, staging holds them; the merge's
+    counts are `merges[table]` = (target rows before, updated, older, target rows after), by default those
+    of an empty target."""
+    merges, seen = merges or {}, dict.fromkeys(files, 0)
+
     def copied(_: re.Match) -> list[tuple[int]]:
         copy = next(s.sql for s in reversed(wire.statements) if s.sql.startswith("COPY "))
         return [(files[re.match(r'COPY "?stg_(\w+)', copy)[1]].rows,)]
 
+    def merge(name: str, at: int) -> list[tuple[int]]:
+        return [(merges.get(name, (0, 0, 0, files[name].rows))[at],)]
+
+    def target(m: re.Match) -> list[tuple[int]]:
+        seen[m[1]] += 1  # counted before the merge, then after it
+        return merge(m[1], 0 if seen[m[1]] % 2 else 3)
+
     wire.answer(r"^SELECT pg_last_copy_count\(\)$", COUNT, copied)
     wire.answer(r'^SELECT COUNT\(\*\) FROM "stg_(\w+)"$', COUNT, lambda m: [(files[m[1]].rows,)])
-    wire.answer(r'FROM "stg_(\w+)"\)? s WHERE EXISTS', COUNT, lambda m: [(updated.get(m[1], 0),)])
-    wire.answer(rf'^SELECT COUNT\(\*\) FROM "{SCHEMA}"\."(\w+)"$', COUNT, lambda m: [(totals.get(m[1], 0),)])
+    wire.answer(rf'^SELECT COUNT\(\*\) FROM "{SCHEMA}"\."(\w+)"$', COUNT, target)
+    wire.answer(r'FROM "stg_(\w+)"\) r WHERE "_rn" = 1\) s WHERE EXISTS \(', COUNT, lambda m: merge(m[1], 1))
+    wire.answer(r'FROM "stg_(\w+)"\) r WHERE "_rn" = 1\) s WHERE EXISTS \(.* AND NOT \(', COUNT,
+                lambda m: merge(m[1], 2))
 
 
 def script_catalog(wire: RedshiftWire, lengths: dict[tuple[str, str], int | None]) -> None:
@@ -107,46 +124,51 @@ def connected(wire: RedshiftWire, warehouse: RedshiftWarehouse) -> int:
     return len(wire.statements)
 
 
-def test_first_connect_sends_the_dialects_queries_in_a_rolled_back_transaction(wire, redshift) -> None:
+def test_first_connect_sends_the_dialects_queries_then_the_session_settings(wire, redshift) -> None:
     connected(wire, redshift())
     # No `show standard_conforming_strings`: sqlalchemy-redshift decides without asking.
     assert wire.sql() == [BEGIN, "select pg_catalog.version()", "select current_schema()",
-                          "show transaction isolation level", ROLLBACK]
+                          "show transaction isolation level", ROLLBACK, SESSION]
+    assert wire.statements[-1].status == core.IDLE  # outside a transaction: no rollback undoes it
     startup = wire.startups[0]
     assert (startup["user"], startup["database"], startup["client_protocol_version"]) == ("loader", "dev", "2")
     assert [m.payload for m in wire.messages if m.type == core.PASSWORD] == [b"pw\x00"]  # cleartext, as asked
 
 
-def test_load_day_sends_each_table_in_one_transaction_exactly_as_composed(wire, redshift, day_files) -> None:
+def test_load_day_sends_each_table_in_one_transaction_exactly_as_composed(
+    wire, redshift, day: date, day_files
+) -> None:
     lake, files = day_files
     warehouse = redshift()
-    script_load(wire, files, updated={"users": 2}, totals={"tweets": 30, "users": 41})
+    staged = files["users"].rows
+    script_load(wire, files, {"users": (50, 2, 1, 44 + staged)})  # 3 rows of the day are gone
     start = connected(wire, warehouse)
 
     results = {name: warehouse.load_day(lake, files[name]) for name in ("tweets", "users")}
 
     expected: list[str] = []
     for name in ("tweets", "users"):
-        table, sql = TABLES[name], merge_statements(TABLES[name], SCHEMA, f"stg_{name}")
-        expected += [BEGIN, PING, staging_ddl(table, "redshift"),
+        table, merge = TABLES[name], merge_statements(TABLES[name], SCHEMA, f"stg_{name}", day)
+        expected += [*CHECKOUT, BEGIN, staging_ddl(table, "redshift"),
                      warehouse.copy_statement(lake, files[name], table).sql,
                      "SELECT pg_last_copy_count()", f'SELECT COUNT(*) FROM "stg_{name}"',
-                     sql["count_existing"], sql["delete"], sql["insert"], sql["count_target"],
-                     f'DROP TABLE "stg_{name}"', COMMIT]
+                     merge.count_target, merge.updated, merge.older, *merge.delete, merge.insert,
+                     merge.count_target, f'DROP TABLE "stg_{name}"', COMMIT]
     sent = wire.statements[start:]
     assert [s.raw for s in sent] == [e.encode() for e in expected]  # byte for byte, one BEGIN/COMMIT each
     assert all(s.params == () for s in sent)  # COPY and merge are literal SQL: nothing bound
-    assert [s.status for s in sent[1:12]] == [core.IDLE_IN_TRANSACTION] * 11  # all inside the BEGIN
-    tweets = [s.sql for s in sent[:12]]
+    tweets = [s.sql for s in sent[:expected.index(COMMIT) + 1]]
+    assert [s.status for s in sent[4:len(tweets)]] == [core.IDLE_IN_TRANSACTION] * (len(tweets) - 4)
     manifest = lake.url(files["tweets"].manifests["parquet"])
     assert re.match(rf"""COPY "?stg_tweets"? FROM '{re.escape(manifest)}'\s+WITH CREDENTIALS AS """
-                    rf"'aws_iam_role={ROLE}'\s+FORMAT AS PARQUET", tweets[3])
-    assert tweets[2].startswith('CREATE TEMPORARY TABLE "stg_tweets" (\n')
-    assert tweets[7].startswith(f'DELETE FROM "{SCHEMA}"."tweets" USING "stg_tweets" s WHERE ')
-    assert tweets[8].startswith(f'INSERT INTO "{SCHEMA}"."tweets" (')
-    staged = files["users"].rows
-    assert results["users"].staged == staged and (results["users"].updated, results["users"].new) == (2, staged - 2)
-    assert (results["tweets"].total, results["users"].total) == (30, 41)
+                    rf"'aws_iam_role={ROLE}'\s+FORMAT AS PARQUET", tweets[5])
+    assert tweets[4].startswith('CREATE TEMPORARY TABLE "stg_tweets" (\n')
+    assert sum(s.startswith(f'DELETE FROM "{SCHEMA}"."tweets" USING "stg_tweets" s WHERE ') for s in tweets) == 1
+    assert sum(s.startswith(f'INSERT INTO "{SCHEMA}"."tweets" (') for s in tweets) == 1
+    users = results["users"]
+    assert (users.staged, users.updated, users.older, users.removed) == (staged, 2, 1, 3)
+    assert (users.new, users.total) == (staged - 1 - 2, 44 + staged)
+    assert (results["tweets"].new, results["tweets"].total) == (30, 30)
 
 
 def test_bound_parameters_reach_the_server_as_dollar_placeholders(wire, redshift) -> None:
@@ -155,9 +177,9 @@ def test_bound_parameters_reach_the_server_as_dollar_placeholders(wire, redshift
     value = "it's a \\ 100% \"value\""
     assert warehouse.query("SELECT :v AS v, :v AS w, :n AS n", {"v": value, "n": 7}) == []
     sent = wire.statements[start:]
-    assert [s.sql for s in sent] == [BEGIN, PING, "SELECT $1 AS v, $2 AS w, $3 AS n", ROLLBACK]
-    assert sent[2].params == (value.encode(), value.encode(), b"\x00\x07")  # text verbatim; int2 in binary
-    assert sent[2].param_oids == (RedshiftOID.UNKNOWN, RedshiftOID.UNKNOWN, RedshiftOID.SMALLINT)
+    assert [s.sql for s in sent] == [*CHECKOUT, BEGIN, "SELECT $1 AS v, $2 AS w, $3 AS n", ROLLBACK]
+    assert sent[4].params == (value.encode(), value.encode(), b"\x00\x07")  # text verbatim; int2 in binary
+    assert sent[4].param_oids == (RedshiftOID.UNKNOWN, RedshiftOID.UNKNOWN, RedshiftOID.SMALLINT)
 
 
 def test_ensure_tables_is_one_transaction_with_the_schema_bound(wire, redshift) -> None:
@@ -172,18 +194,12 @@ def test_ensure_tables_is_one_transaction_with_the_schema_bound(wire, redshift) 
     creates = [t.create_sql("redshift", SCHEMA) for t in TABLES.values()]
     location = next(c for c in TABLES["users"].columns if c.name == "location")
     assert [s.sql for s in sent] == [
-        BEGIN, PING, f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"', *creates, lookup.sql,
+        *CHECKOUT, BEGIN, f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"', *creates, lookup.sql,
         f'ALTER TABLE "{SCHEMA}"."users" ADD COLUMN "location" {location.sql_type("redshift")}', COMMIT]
     assert re.search(r'"?table_schema"? = \$1 ', lookup.sql) and SCHEMA not in lookup.sql
     assert (lookup.params, lookup.param_oids) == ((SCHEMA.encode(),), (RedshiftOID.UNKNOWN,))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: the pool's pre-ping (SELECT 1) on checkout makes redshift_connector open a transaction before "
-    "ensure_tables sets isolation_level=AUTOCOMMIT, so ALTER COLUMN ... TYPE runs inside a transaction block "
-    "(Redshift refuses it) and the reset on return rolls it back. sqlalchemy-redshift's redshift_connector "
-    "dialect keeps SQLAlchemy's default do_ping (psycopg2's pings in autocommit). Fix: end the driver's "
-    "transaction before widening, e.g. a 'checkout' event calling dbapi_connection.rollback()."))
 def test_widening_a_varchar_runs_outside_a_transaction_block(wire, redshift) -> None:
     script_catalog(wire, {("users", "location"): 100})
     warehouse = redshift()
@@ -202,25 +218,20 @@ def test_widening_a_varchar_runs_outside_a_transaction_block(wire, redshift) -> 
 def test_copy_literals_with_backslash_or_quote_arrive_exactly_as_compiled(wire, redshift, day_files, char) -> None:
     lake, files = day_files
     warehouse = redshift(CopyOptions.for_format("csv", accept_inv_chars=char))
-    script_load(wire, files, {}, {})
+    script_load(wire, files)
     warehouse.load_day(lake, files["tweets"])
     compiled = warehouse.copy_statement(lake, files["tweets"], TABLES["tweets"]).sql  # engine connected
     copy = next(s for s in wire.statements if s.sql.startswith("COPY"))
     assert copy.raw == compiled.encode() and copy.params == ()
     assert "NULL AS '\\0'" in copy.sql  # one backslash, as Redshift documents the NUL field
-    literal = {"\\": "'\\'", "'": "''''"}[char]  # the connected dialect does not double backslashes
+    literal = {"\\": "'\\\\'", "'": "''''"}[char]  # backslash escaped, as Redshift reads string literals
     assert f"ACCEPTINVCHARS AS {literal}\n" in copy.sql
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG tasks/redshift.py copy_statement: it compiles with self.engine.dialect, whose backslash rule changes "
-    "on the engine's first connect (sqlalchemy-redshift then sets _backslash_escapes=False): before it "
-    "ACCEPTINVCHARS AS '\\\\', at load time ACCEPTINVCHARS AS '\\'. Fix: compile with a fixed dialect (drop "
-    "dialect=self.engine.dialect) or reject a backslash in bound COPY options."))
 def test_copy_text_does_not_depend_on_whether_the_engine_has_connected(wire, redshift, day_files) -> None:
     lake, files = day_files
     warehouse = redshift(CopyOptions.for_format("csv", accept_inv_chars="\\"))
-    script_load(wire, files, {}, {})
+    script_load(wire, files)
     before = warehouse.copy_statement(lake, files["tweets"], TABLES["tweets"]).sql  # not connected yet
     warehouse.load_day(lake, files["tweets"])
     assert next(s.sql for s in wire.statements if s.sql.startswith("COPY")) == before
@@ -231,7 +242,7 @@ def test_failed_copy_rolls_back_that_table_only_and_explains_from_the_load_error
 ) -> None:
     lake, files = day_files
     warehouse = redshift()
-    script_load(wire, files, {}, {})
+    script_load(wire, files)
     wire.answer(r'^COPY "?stg_users\b', error=LOAD_FAILED)
     key = files["users"].parquet[0].key
     wire.answer(r"sys_load_error_detail", [("btrim", TEXT), ("line_number", RedshiftOID.BIGINT),
@@ -245,30 +256,37 @@ def test_failed_copy_rolls_back_that_table_only_and_explains_from_the_load_error
 
     sql = wire.sql()[start:]
     tweets, users = sql[:sql.index(COMMIT) + 1], sql[sql.index(COMMIT) + 1:]
-    assert tweets.count(BEGIN) == 1 and tweets[-1] == COMMIT
-    assert [s.split(None, 1)[0] for s in users] == ["begin", "SELECT", "CREATE", "COPY", ROLLBACK,
-                                                   "begin", "SELECT", ROLLBACK]
+    assert tweets[:3] == CHECKOUT and tweets.count(BEGIN) == 2 and tweets[-1] == COMMIT
+    assert [s.split(None, 1)[0] for s in users] == ["begin", "SELECT", ROLLBACK, "begin", "CREATE", "COPY",
+                                                   ROLLBACK, "begin", "SELECT", ROLLBACK]
     assert COMMIT not in users and "sys_load_error_detail" in users[-2]
     message = str(caught.value)
     assert "nothing was committed" in message and f"{lake.url(key)} line 3, column username" in message
     assert ACCOUNT not in message
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG tasks/postgres.py redact: it masks the account id only in IAM role ARNs (arn:aws:iam::<id>:role/); "
-    "Redshift's 'not authorized to assume IAM Role' error also names the cluster user's ARN "
-    "(arn:aws:redshift:<region>:<id>:dbuser:...), which reaches WarehouseError unmasked. Fix: mask the "
-    r"12-digit account field of every ARN, e.g. (arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:)\d{12}(?=:)."))
 def test_assume_role_error_does_not_reveal_the_account_id(wire, redshift, day_files) -> None:
+    """Redshift's answer names two ARNs with the account id (the role's and the cluster user's)."""
     lake, files = day_files
     warehouse = redshift()
-    script_load(wire, files, {}, {})
+    script_load(wire, files)
     wire.answer(r"^COPY ", error=ASSUME_FAILED)
     with pytest.raises(WarehouseError) as caught:
         warehouse.load_day(lake, files["users"])
     assert COMMIT not in wire.sql() and wire.sql()[-1] == ROLLBACK
     assert "not authorized to assume IAM Role" in str(caught.value)
     assert ACCOUNT not in str(caught.value)
+
+
+def test_statement_timeout_is_explained_as_such(wire, redshift, day_files) -> None:
+    lake, files = day_files
+    warehouse = redshift()
+    script_load(wire, files)
+    wire.answer(r"^COPY ", error={"C": "57014", "M": "Query (4242) cancelled on user's request"})
+    with pytest.raises(WarehouseError) as caught:
+        warehouse.load_day(lake, files["users"])
+    assert wire.sql()[-1] == ROLLBACK
+    assert "statement_timeout_seconds = 1800" in str(caught.value)
 
 
 def test_default_url_asks_for_tls_and_a_refusal_fails_the_connect(wire) -> None:
@@ -280,6 +298,9 @@ def test_default_url_asks_for_tls_and_a_refusal_fails_the_connect(wire) -> None:
             warehouse.query("SELECT 1")
     finally:
         warehouse.close()
+    with warnings.catch_warnings():  # redshift_connector leaves the refused socket open: collect it now
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     assert wire.ssl_requests == 1 and wire.startups == [] and wire.statements == []
 
 
