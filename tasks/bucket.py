@@ -8,6 +8,7 @@ manifests). `Bucket` adds those few operations per block type and nothing more.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,7 @@ class LocalBucket(Bucket):
     def write(self, key: str, data: bytes) -> StoredObject:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers never see a half-written object, as with S3
+        write_file_atomically(path, data)
         size = path.stat().st_size
         if size != len(data):
             raise WriteVerificationError(f"{self.url(key)}: wrote {len(data)} bytes, found {size}")
@@ -135,6 +134,22 @@ class LocalBucket(Bucket):
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+
+def _temporary_name(path: Path) -> Path:
+    """Hidden (never listed) and unique per writer, so two runs writing one key never share a temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Readers never see a half-written file, as with S3; concurrent writers: the last rename wins whole."""
+    tmp = _temporary_name(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def open_bucket(block: WritableFileSystem) -> Bucket:
