@@ -25,6 +25,7 @@ from tasks.catchup import days_to_process
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_raw_keys
+from tasks.lease import DEFAULT_WAIT_SECONDS, day_lease
 from tasks.source import PageSource, PermanentSourceError, SampleSource
 from tasks.summary import RunSummary, build_summary, publish_summary
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, WarehouseError, load_warehouse
@@ -75,49 +76,52 @@ def process_day(
     sample_tweets: int = 400,
     rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
+    lease_wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> RunSummary:
     """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
-    publish the dashboard, summarize."""
+    publish the dashboard, summarize. One run of a day at a time: the day's lease in the bucket is held
+    throughout; a run that finds it held waits up to `lease_wait_seconds`, then fails (tasks/lease.py)."""
     logger = get_run_logger()
     root = Path(local_root)
     seconds: dict[str, float] = {}
     bucket = load_bucket(bucket_block, root / "lake")
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
 
-    started = time.perf_counter()
-    page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
-    landed: list[LandedQuery] = []
-    if page_source is not None:
-        targets = [*queries, *(timeline_target(a) for a in accounts or ())]
-        landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
-    # Curate from everything landed for the day (replay: from any source), not only this run's pages.
-    raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
-    if page_source is None and not raw_keys:
-        raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
-    seconds["fetch+land"] = time.perf_counter() - started
+    with day_lease(bucket, day, lease_wait_seconds):
+        started = time.perf_counter()
+        page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
+        landed: list[LandedQuery] = []
+        if page_source is not None:
+            targets = [*queries, *(timeline_target(a) for a in accounts or ())]
+            landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
+        # Curate from everything landed for the day (replay: from any source), not only this run's pages.
+        raw_keys = landed_raw_keys(bucket, day, None if page_source is None else page_source.name)
+        if page_source is None and not raw_keys:
+            raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
+        seconds["fetch+land"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
-    expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
-    curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
-    seconds["normalize+curate"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
+        expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
+        curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
+        seconds["normalize+curate"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    duckdb_path = root / DEFAULT_DUCKDB_PATH.name
-    loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
-    seconds["load"] = time.perf_counter() - started
+        started = time.perf_counter()
+        duckdb_path = root / DEFAULT_DUCKDB_PATH.name
+        loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
+        seconds["load"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
-    dashboard = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
-                                    None if bucket_block else root / "dashboard")
-    seconds["analyze+publish"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
+        dashboard = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
+                                        None if bucket_block else root / "dashboard")
+        seconds["analyze+publish"] = time.perf_counter() - started
 
-    warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
-    summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
-    summary.extra["dashboard"] = dashboard
-    publish_summary(bucket, summary)
-    return summary
+        warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
+        summary = build_summary(day, source, bucket, warehouse, landed, curated, loaded, seconds)
+        summary.extra["dashboard"] = dashboard
+        publish_summary(bucket, summary)
+        return summary
 
 
 @flow(name="x-daily", flow_run_name=daily_run_name, log_prints=True, persist_result=False)
@@ -135,6 +139,7 @@ def daily(
     rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
     max_catchup_days: int = 7,
+    lease_wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> RunSummary:
     """Process `day`, or, by default, every UTC day since the last successful run up to today.
 
@@ -146,6 +151,7 @@ def daily(
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`. With `source="x_api"`, `accounts` adds user timelines to the searches,
     `x_lookback_hours` bounds a query's first run and `x_api_base_url` sends requests to another host.
+    A day another run is processing is waited for up to `lease_wait_seconds` (README "Reliability").
     """
     if day is not None:
         days = [day]
@@ -173,6 +179,7 @@ def daily(
             sample_tweets=sample_tweets,
             rows_per_file=rows_per_file,
             local_root=local_root,
+            lease_wait_seconds=lease_wait_seconds,
         )
     return summary
 
@@ -199,6 +206,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-tweets", type=int, default=400, help="tweets per query from the sample source")
     p.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per curated part file")
     p.add_argument("--local-root", default="data", help="folder for the embedded bucket and warehouse")
+    p.add_argument("--lease-wait-seconds", type=float, default=DEFAULT_WAIT_SECONDS,
+                   help="how long to wait for another run of the same day to end before failing (0: fail at once)")
     return p.parse_args(argv)
 
 
@@ -226,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_tweets=args.sample_tweets,
             rows_per_file=args.rows_per_file,
             local_root=args.local_root,
+            lease_wait_seconds=args.lease_wait_seconds,
         )
     finally:
         send_prefect_queues()

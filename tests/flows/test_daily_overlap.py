@@ -4,6 +4,9 @@ folder and on moto's S3 server: no run may lose, mix or silently drop the other'
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -14,13 +17,18 @@ import duckdb
 import orjson
 import polars as pl
 import pytest
+from prefect.settings import PREFECT_API_URL
 
 import flows.daily
+import tasks.lease
 from flows.daily import process_day
 from tasks.bucket import Bucket, load_bucket
 from tasks.curate import curated_prefix, manifest_key
 from tasks.land import landed_raw_keys
+from tasks.lease import DayBusyError, DayLease
 from tasks.summary import RunSummary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIRST = {"queries": ["#DataEng"], "sample_tweets": 60}
 SECOND = {"queries": ["prefect polars"], "sample_tweets": 90}
@@ -50,9 +58,9 @@ def _clean_runs(root: Path, day: date, runs: list[dict[str, Any]]) -> dict[str, 
 def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary],
                  second: Callable[[], RunSummary]) -> dict[str, RunSummary | BaseException]:
     """Runs `first` in a thread and, once it has landed its pages, `second` in another thread while
-    `first` waits before curating; `first` goes on when `second` has ended."""
+    `first` waits before curating; `first` goes on when `second` has ended or waits for the day's lease."""
     first_landed, second_ended = threading.Event(), threading.Event()
-    curate_day = flows.daily.curate_day
+    curate_day, lease_sleep = flows.daily.curate_day, tasks.lease.sleep
     outcomes: dict[str, RunSummary | BaseException] = {}
 
     def paused_curate(*args: Any, **kwargs: Any) -> Any:
@@ -60,6 +68,10 @@ def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary
             first_landed.set()
             assert second_ended.wait(120), "the second run did not end"
         return curate_day(*args, **kwargs)
+
+    def waiting_for_the_lease(seconds: float) -> None:
+        second_ended.set()
+        lease_sleep(min(seconds, 0.05))
 
     def run(name: str, fn: Callable[[], RunSummary], ended: threading.Event | None) -> None:
         try:
@@ -71,6 +83,7 @@ def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary
                 ended.set()
 
     monkeypatch.setattr(flows.daily, "curate_day", paused_curate)
+    monkeypatch.setattr(tasks.lease, "sleep", waiting_for_the_lease)
     threads = [threading.Thread(target=run, args=("first", first, None), name="first")]
     threads[0].start()
     assert first_landed.wait(120), "the first run did not land"
@@ -81,11 +94,11 @@ def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary
     return outcomes
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: the second run deletes or hides the first's data")
+@pytest.mark.parametrize("wait", [0, 600], ids=["second-fails", "second-waits"])
 @pytest.mark.parametrize("store", ["local", "s3"])
 def test_two_runs_of_the_same_day_at_once_lose_no_tweets(
     prefect_server: None, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-    day: date, store: str,
+    day: date, store: str, wait: float,
 ) -> None:
     root = tmp_path / "overlap"
     block = None
@@ -97,14 +110,37 @@ def test_two_runs_of_the_same_day_at_once_lose_no_tweets(
         return process_day(day=day, bucket_block=block, local_root=str(root), **FIRST)
 
     def second() -> RunSummary:
-        return process_day(day=day, bucket_block=block, local_root=str(root), **SECOND)
+        return process_day(day=day, bucket_block=block, local_root=str(root), lease_wait_seconds=wait, **SECOND)
 
     outcomes = _overlapping(monkeypatch, first, second)
 
     assert isinstance(outcomes["first"], RunSummary), outcomes["first"]
+    if wait:
+        assert isinstance(outcomes["second"], RunSummary), outcomes["second"]
+    else:
+        assert isinstance(outcomes["second"], DayBusyError), outcomes["second"]
+        assert str(outcomes["second"]).startswith(f"day {day} is being processed by another run: flow run day-{day}")
+        assert "UTC unless renewed); waited 0 s (lease_wait_seconds)" in str(outcomes["second"])
     succeeded = [run for name, run in (("first", FIRST), ("second", SECOND)) if isinstance(outcomes[name], RunSummary)]
     # Every run that ended well has all its tweets in the lake's curated files and the warehouse, and nothing
     # else is there: the same as those runs one after the other.
     expected = _clean_runs(tmp_path / "clean", day, succeeded)
     got = _day_data(load_bucket(block, root / "lake"), root, day)
     assert got == expected, {k: f"{len(got[k])} (expected {len(expected[k])})" for k in got}
+
+
+def test_cli_of_a_day_another_run_holds_fails_with_one_line(prefect_server: None, tmp_path: Path, day: date) -> None:
+    holder = DayLease(load_bucket(None, tmp_path / "lake"), day, owner="flow run day-x (id-1) on host-a pid 7")
+    holder.acquire(wait_seconds=0)
+    cli = subprocess.run(
+        [sys.executable, "-m", "flows.daily", "--day", day.isoformat(), "--local-root", str(tmp_path),
+         "--lease-wait-seconds", "0"],
+        check=False, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert cli.returncode == 1
+    last_line = cli.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: day {day} is being processed by another run: flow run day-x (id-1) on host-a "
+                                "pid 7 holds its lease"), cli.stderr[-2000:]
+    assert not (tmp_path / "lake" / "raw").exists()  # nothing landed
+    assert holder.release()
