@@ -30,6 +30,7 @@ from tasks.catchup import days_to_process
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_error_keys, landed_raw_keys
+from tasks.lease import DEFAULT_WAIT_SECONDS, LeaseLostError, day_lease
 from tasks.source import PageSource, PermanentSourceError, SampleSource
 from tasks.summary import (
     IncompleteDayError,
@@ -80,6 +81,13 @@ def lookback_hours(text: str) -> float:
         raise InvalidParameter(f"{hours:g} is not between 0 and {MAX_LOOKBACK_HOURS} hours "
                                "(recent search's window)")
     return hours
+
+
+def seconds_to_wait(text: str) -> float:
+    seconds = float(text)
+    if not seconds >= 0:
+        raise InvalidParameter(f"{seconds:g} is not a number of seconds >= 0")
+    return seconds
 
 
 def http_url(text: str) -> str:
@@ -152,9 +160,11 @@ def process_day(
     sample_tweets: int = 400,
     rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
+    lease_wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> RunSummary:
     """One UTC day: fetch and land raw pages, normalize and curate, load the warehouse, analyze and
-    publish the dashboard, summarize.
+    publish the dashboard, summarize. One run of a day at a time: the day's lease in the bucket is held
+    throughout; a run that finds it held waits up to `lease_wait_seconds`, then fails (tasks/lease.py).
 
     The day's record of success is removed first and written last, so a run that fails (or a day with an
     unreadable raw file, which is curated without it and fails at the end naming it) is not marked done."""
@@ -164,54 +174,56 @@ def process_day(
     seconds: dict[str, float] = {}
     bucket = load_bucket(bucket_block, root / "lake")
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
-    invalidate_summary(bucket, day)
 
-    started = time.perf_counter()
-    page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
-    landed: list[LandedQuery] = []
-    if page_source is not None:
-        targets = [*queries, *(timeline_target(a) for a in accounts or ())]
-        landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
-    # Curate from everything landed for the day (replay: from any source), not only this run's pages.
-    source_name = None if page_source is None else page_source.name
-    raw_keys = landed_raw_keys(bucket, day, source_name)
-    if page_source is None and not raw_keys:
-        raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
-    seconds["fetch+land"] = time.perf_counter() - started
+    with day_lease(bucket, day, lease_wait_seconds):
+        invalidate_summary(bucket, day)  # under the lease: another run's record is never removed mid-run
+        started = time.perf_counter()
+        page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
+        landed: list[LandedQuery] = []
+        if page_source is not None:
+            targets = [*queries, *(timeline_target(a) for a in accounts or ())]
+            landed = [fetch_and_land(page_source, bucket, t, day) for t in targets]
+        # Curate from everything landed for the day (replay: from any source), not only this run's pages.
+        source_name = None if page_source is None else page_source.name
+        raw_keys = landed_raw_keys(bucket, day, source_name)
+        if page_source is None and not raw_keys:
+            raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
+        seconds["fetch+land"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
-    expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
-    curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
-    seconds["normalize+curate"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
+        expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
+        curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
+        seconds["normalize+curate"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    duckdb_path = root / DEFAULT_DUCKDB_PATH.name
-    loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
-    seconds["load"] = time.perf_counter() - started
+        started = time.perf_counter()
+        duckdb_path = root / DEFAULT_DUCKDB_PATH.name
+        loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
+        seconds["load"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    # The load is committed: an analysis failure is recorded in the summary (the day is loaded, so catch-up
-    # moves on) and fails the `daily` run at its end. Re-run the day to analyze it again.
-    # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
-    analyzed = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
-                                   None if bucket_block else root / "dashboard", return_state=True)
-    if analyzed.is_completed():
-        dashboard, analysis = analyzed.result(), {"status": "ok"}
-    else:
-        logger.error("analysis of %s failed after its load committed: %s", day, analyzed.message)
-        dashboard, analysis = "not published: analysis failed", {"status": "failed", "reason": str(analyzed.message)}
-    seconds["analyze+publish"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # The load is committed: an analysis failure is recorded in the summary (the day is loaded, so
+        # catch-up moves on) and fails the `daily` run at its end. Re-run the day to analyze it again.
+        # On embedded defaults the dashboard is also written next to the warehouse, to open locally.
+        analyzed = analyze_and_publish(warehouse_block, bucket, day, duckdb_path,
+                                       None if bucket_block else root / "dashboard", return_state=True)
+        if analyzed.is_completed():
+            dashboard, analysis = analyzed.result(), {"status": "ok"}
+        else:
+            logger.error("analysis of %s failed after its load committed: %s", day, analyzed.message)
+            dashboard = "not published: analysis failed"
+            analysis = {"status": "failed", "reason": str(analyzed.message)}
+        seconds["analyze+publish"] = time.perf_counter() - started
 
-    warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
-    error_keys = landed_error_keys(bucket, day, source_name)
-    summary = build_summary(day, source, bucket, warehouse, landed, curated, error_keys, loaded, seconds)
-    summary.extra["dashboard"] = dashboard
-    summary.analysis = analysis
-    publish_summary(bucket, summary)
-    if summary.unreadable_files:
-        raise incomplete_day_error(summary)  # the summary above is not the day's record of success
-    return summary
+        warehouse = warehouse_block or f"DuckDB file {duckdb_path.resolve()}"
+        error_keys = landed_error_keys(bucket, day, source_name)
+        summary = build_summary(day, source, bucket, warehouse, landed, curated, error_keys, loaded, seconds)
+        summary.extra["dashboard"] = dashboard
+        summary.analysis = analysis
+        publish_summary(bucket, summary)
+        if summary.unreadable_files:
+            raise incomplete_day_error(summary)  # the summary above is not the day's record of success
+        return summary
 
 
 @flow(name="x-daily", flow_run_name=daily_run_name, log_prints=True, persist_result=False)
@@ -229,6 +241,7 @@ def daily(
     rows_per_file: int = ROWS_PER_FILE,
     local_root: str = "data",
     max_catchup_days: int = 7,
+    lease_wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> RunSummary:
     """Process `day`, or, by default, every UTC day since the last successful run up to today.
 
@@ -240,6 +253,7 @@ def daily(
     (`x-pipeline-warehouse` block) and `x_token_block` (a Secret). Unset, the run uses embedded defaults
     under `local_root`. With `source="x_api"`, `accounts` adds user timelines to the searches,
     `x_lookback_hours` bounds a query's first run and `x_api_base_url` sends requests to another host.
+    A day another run is processing is waited for up to `lease_wait_seconds` (README "Reliability").
     """
     if day is not None:
         days = [day]
@@ -268,6 +282,7 @@ def daily(
             sample_tweets=sample_tweets,
             rows_per_file=rows_per_file,
             local_root=local_root,
+            lease_wait_seconds=lease_wait_seconds,
         )
         if summary.analysis.get("status") == "failed":
             not_analyzed.append(f"{each} ({summary.analysis['reason']})")
@@ -303,6 +318,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rows per curated part file")
     p.add_argument("--local-root", type=_argument(writable_folder), default="data",
                    help="folder for the embedded bucket and warehouse")
+    p.add_argument("--lease-wait-seconds", type=_argument(seconds_to_wait), default=DEFAULT_WAIT_SECONDS,
+                   help="how long to wait for another run of the same day to end before failing (0: fail at once)")
     return p.parse_args(argv)
 
 
@@ -320,7 +337,7 @@ def _one_line(text: object) -> str:
 
 # Errors whose message already names what to fix.
 USER_ERRORS = (BucketError, PermanentSourceError, WarehouseError, FileNotFoundError, IncompleteDayError, AnalysisError,
-               InvalidParameter)
+               InvalidParameter, LeaseLostError)
 
 
 def error_line(exc: BaseException) -> str | None:
@@ -359,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_tweets=args.sample_tweets,
             rows_per_file=args.rows_per_file,
             local_root=args.local_root,
+            lease_wait_seconds=args.lease_wait_seconds,
         )
     except Exception as exc:
         if (line := error_line(exc)) is None:

@@ -1,13 +1,19 @@
 """The bucket edge: one small interface over a Prefect filesystem block.
 
 Prefect's `WritableFileSystem` blocks give `read_path`/`write_path`; the pipeline also needs to list a
-prefix (to find a day's raw pages and remove stale part files) and to name an object by URL (for
-manifests). `Bucket` adds those few operations per block type and nothing more.
+prefix (to find a day's raw pages and remove stale part files), to name an object by URL (for
+manifests), and conditional writes on one object (create if absent, replace or delete if unchanged) for
+the per-day lease (tasks/lease.py). `Bucket` adds those few operations per block type and nothing more.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +72,23 @@ class Bucket:
     def url(self, key: str) -> str:
         raise NotImplementedError
 
+    # Conditional writes: a tag names one version of an object (S3's ETag; the content's MD5 on a folder).
+    def create(self, key: str, data: bytes) -> str | None:
+        """Write `key` only if no object has it, atomically; its tag, or None when it already exists."""
+        raise NotImplementedError
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object and its tag, or None when there is none."""
+        raise NotImplementedError
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        """Overwrite `key` only if it is still the version `tag`; the new tag, or None when it is not."""
+        raise NotImplementedError
+
+    def delete_if(self, key: str, tag: str) -> bool:
+        """Delete `key` only if it is still the version `tag`; False when it is not (or is gone)."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -96,9 +119,7 @@ class LocalBucket(Bucket):
     def write(self, key: str, data: bytes) -> StoredObject:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers never see a half-written object, as with S3
+        write_file_atomically(path, data)
         size = path.stat().st_size
         if size != len(data):
             raise WriteVerificationError(f"{self.url(key)}: wrote {len(data)} bytes, found {size}")
@@ -130,11 +151,82 @@ class LocalBucket(Bucket):
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
+    def create(self, key: str, data: bytes) -> str | None:
+        # A hard link of a complete temporary file: atomic and exclusive (also on NFS), and a reader never
+        # sees the object empty, as it would between `O_CREAT | O_EXCL` and the write.
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temporary_name(path)
+        try:
+            tmp.write_bytes(data)
+            os.link(tmp, path)
+        except FileExistsError:
+            return None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return _tag(data)
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data, _tag(data)
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        with self._exclusive(key):
+            current = self.read_tagged(key)
+            if current is None or current[1] != tag:
+                return None
+            write_file_atomically(self._path(key), data)
+        return _tag(data)
+
+    def delete_if(self, key: str, tag: str) -> bool:
+        with self._exclusive(key):
+            current = self.read_tagged(key)
+            if current is None or current[1] != tag:
+                return False
+            self._path(key).unlink()
+        return True
+
+    @contextmanager
+    def _exclusive(self, key: str) -> Iterator[None]:
+        """Compare-and-swap on a folder: an advisory lock on a hidden file beside the object (not listed)
+        makes the check and the change one step for every process using this interface."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def describe(self) -> str:
         return f"local folder {self.root}"
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+
+def _tag(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _temporary_name(path: Path) -> Path:
+    """Hidden (never listed) and unique per writer, so two runs writing one key never share a temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Readers never see a half-written file, as with S3; concurrent writers: the last rename wins whole."""
+    tmp = _temporary_name(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def open_bucket(block: WritableFileSystem) -> Bucket:

@@ -11,7 +11,6 @@ day), to a local folder on embedded defaults, and a Prefect link artifact.
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -25,7 +24,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.analyze import DEFAULT_TOP_N, analyze_day, day_literal
-from tasks.bucket import Bucket
+from tasks.bucket import Bucket, write_file_atomically
 from tasks.schema import qualified
 from tasks.warehouse import DEFAULT_DUCKDB_PATH, Warehouse, open_warehouse
 
@@ -378,9 +377,7 @@ def write_dashboard(page: str, day: date, bucket: Bucket, local_dir: Path | None
     local_dir.mkdir(parents=True, exist_ok=True)
     paths = [local_dir / Path(k).name for k in keys]
     for path in paths:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_file_atomically(path, data)
     return str(paths[-1].resolve())
 
 

@@ -192,6 +192,43 @@ class S3Lake(Bucket):
                     f"({', '.join(codes)}); {self.block_label}"
                 )
 
+    # Conditional writes (S3 since 2024: PutObject If-None-Match / If-Match, DeleteObject If-Match); the tag
+    # is the object's ETag. A store that ignores these headers would make every call succeed.
+    def create(self, key: str, data: bytes) -> str | None:
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        got = self._conditional("read", key, lambda: self.client.get_object(Bucket=self.bucket_name, Key=self._key(key)))
+        return None if got is None else (got["Body"].read(), got["ETag"])
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
+        return self._conditional_put(key, data, IfMatch=tag)
+
+    def delete_if(self, key: str, tag: str) -> bool:
+        deleted = self._conditional(
+            "delete", key, lambda: self.client.delete_object(Bucket=self.bucket_name, Key=self._key(key), IfMatch=tag)
+        )
+        return deleted is not None
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
+        put = self._conditional(
+            "write", key,
+            lambda: self.client.put_object(Bucket=self.bucket_name, Key=self._key(key), Body=data, **condition),
+        )
+        return None if put is None else put["ETag"]
+
+    def _conditional(self, operation: str, key: str, fn: Callable[[], T]) -> T | None:
+        """None when the key is not in the state the request expects: its condition failed (412), a
+        concurrent conditional write won (409), or there is no such key (404)."""
+        with self._errors(operation, key):
+            try:
+                return fn()
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                    return None
+                raise
+
     def url(self, key: str) -> str:
         return f"s3://{self.bucket_name}/{self._key(key)}"
 
