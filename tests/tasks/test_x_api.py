@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.bucket import LocalBucket
-from tasks.land import iter_raw_lines
+from tasks.land import iter_raw_lines, raw_prefix
 from tasks.source import PermanentSourceError
 from tasks.x_api import (
     BearerToken,
@@ -44,7 +44,7 @@ def noon_after(day: date) -> datetime:
 
 def landed_ids(bucket: LocalBucket, prefix: str = "raw/x_api/") -> Counter[str]:
     ids: Counter[str] = Counter()
-    for key in bucket.list(prefix):
+    for key in (k for k in bucket.list(prefix) if k.endswith(".jsonl.gz")):
         for line in iter_raw_lines(bucket.read(key)):
             ids.update(t["id"] for t in line["body"].get("data") or ())
     return ids
@@ -138,6 +138,31 @@ def test_a_run_that_runs_out_of_retries_lands_its_pages_and_the_next_attempt_res
     assert landed_ids(local_bucket) == Counter({i: 1 for i in published})
     after = read_state(local_bucket, QUERY)
     assert after.cursor is None and after.since_id == max(published, key=int)
+
+
+def test_a_later_days_run_neither_resumes_an_unfinished_days_cursor_nor_lands_its_pages(
+    x_api_server, local_bucket, day
+) -> None:
+    later = day + timedelta(days=1)
+    first = x_api_server.publish(QUERY, day, 350)
+    second = x_api_server.publish(QUERY, later, 120)
+    for n in (3, 4):
+        x_api_server.fail(502, on_request=n)
+    with pytest.raises(XApiUnavailable):
+        source(x_api_server, noon_after(day), max_attempts=2).land(local_bucket, QUERY, day)
+    assert sum(landed_ids(local_bucket).values()) == 200
+
+    source(x_api_server, noon_after(later)).land(local_bucket, QUERY, later)
+
+    assert landed_ids(local_bucket, raw_prefix("x_api", QUERY, later)) == Counter({i: 1 for i in second})
+    assert read_state(local_bucket, QUERY).since_id == max(second, key=int)
+
+    # A re-run (or catch-up) of the first day finishes that day's own pagination, under that day.
+    source(x_api_server, noon_after(later)).land(local_bucket, QUERY, day)
+
+    assert landed_ids(local_bucket, raw_prefix("x_api", QUERY, day)) == Counter({i: 1 for i in first})
+    after = read_state(local_bucket, QUERY)
+    assert after.cursors == {} and after.since_id == max(second, key=int)
 
 
 def test_an_expired_cursor_starts_again_from_the_watermark(x_api_server, local_bucket, day, caplog) -> None:
