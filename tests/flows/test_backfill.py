@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
@@ -49,9 +49,9 @@ def test_backfill_of_a_day_whose_landing_was_interrupted_loads_nothing_and_write
     for n in (3, 4):  # the API fails on the third page, after two pages were landed
         x_api_server.fail(502, on_request=n)
     bucket = load_bucket(None, tmp_path / "lake")
-    noon_after = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
-    source = XApiSource(BearerToken(SecretStr(x_api_server.token), "set the token"), api_base_url=x_api_server.url,
-                        max_attempts=2, backoff_seconds=0.05, clock=lambda: noon_after)
+    noon_after = datetime.combine(day + timedelta(days=1), time(12), tzinfo=UTC)
+    source = XApiSource(BearerToken(SecretStr(x_api_server.token), "set the token"), max_attempts=2,
+                        api_base_url=x_api_server.url, backoff_seconds=0.05, clock=lambda: noon_after)
     with pytest.raises(XApiUnavailable):
         source.land(bucket, "#DataEng", day)
     assert landed_raw_keys(bucket, day)  # half a day is in the bucket

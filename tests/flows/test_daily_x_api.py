@@ -119,8 +119,8 @@ def test_a_malformed_page_fails_the_day_without_a_success_summary_and_a_rerun_co
     yesterday = utc_today() - timedelta(days=1)
     published = x_api_server.publish(QUERIES[0], yesterday, 250)
     x_api_server.fail(200, on_request=2)  # the second page's body is cut off: not JSON
-    options = {"day": yesterday, "queries": QUERIES[:1], "source": "x_api", "x_api_base_url": x_api_server.url,
-               "local_root": str(tmp_path)}
+    options = {"day": yesterday, "queries": QUERIES[:1], "source": "x_api",
+               "x_api_base_url": x_api_server.url, "local_root": str(tmp_path)}
     lake = tmp_path / "lake" / "runs" / f"dt={yesterday}"
 
     with pytest.raises(RuntimeError, match=f"{yesterday} is not complete.*#DataEng.*not JSON"):
