@@ -34,7 +34,9 @@ def incomplete_key(day: date) -> str:
     return f"runs/dt={day.isoformat()}/incomplete.json"
 
 
-def find_incomplete(bucket: Bucket, day: date, source: str | None, queries: Sequence[str]) -> list[dict[str, Any]]:
+def find_incomplete(
+    bucket: Bucket, day: date, source: str | None, queries: Sequence[str]
+) -> list[dict[str, Any]]:
     """Each query of `day` (landed by this run from `source`, or with raw pages from it, or from any source
     for a replay) whose landing is not complete, with why; empty when the day is whole."""
     marker = f"/dt={day.isoformat()}/"

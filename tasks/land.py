@@ -3,6 +3,8 @@
 A raw file is gzip JSON lines, one page per line: `{"request": {...}, "status": 200, "body": {...}}`,
 where `request` names the source, endpoint, query, params and `fetched_at`. Raw pages are the source
 of truth: normalize reads them back from the bucket, so a replay of a day runs the same code.
+Each query's landing for a day also keeps a record next to its pages, `_landed.json`: `complete: false`
+with a reason from the moment it starts until it has finished (tasks/completeness.py reads it).
 """
 
 from __future__ import annotations

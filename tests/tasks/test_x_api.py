@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.bucket import LocalBucket
-from tasks.land import iter_raw_lines, raw_prefix
+from tasks.land import iter_raw_lines, landing_key, raw_prefix, read_landing
 from tasks.source import PermanentSourceError
 from tasks.x_api import (
     BearerToken,
@@ -221,9 +221,15 @@ def test_a_malformed_body_lands_under_errors_and_is_asked_for_again(x_api_server
     assert state.since_id is None
     assert state.cursors[str(day)].next_token == x_api_server.log[1].params["next_token"]
 
+    record = read_landing(local_bucket, landing_key("x_api", QUERY, day))
+    assert not record.complete and "not JSON" in record.reason and record.error_keys == landed.error_keys
+
     source(x_api_server, noon_after(day)).land(local_bucket, QUERY, day)
     assert landed_ids(local_bucket) == Counter({i: 1 for i in published})
     assert read_state(local_bucket, QUERY).since_id == max(published, key=int)
+    record = read_landing(local_bucket, landing_key("x_api", QUERY, day))
+    assert record.complete and record.reason is None and (record.pages, record.tweets) == (4, 250)
+    assert set(record.keys) == {k for k in local_bucket.list("raw/") if k.endswith(".jsonl.gz")}
 
 
 def test_timelines_resolve_the_username_once(x_api_server, local_bucket, day) -> None:
