@@ -39,10 +39,13 @@ def test_a_whole_day_passes_and_a_lost_raw_file_or_a_missing_record_does_not(loc
         landing_key("sample", "#DataEng", day), landing_key("sample", "other", day)]
 
 
-def test_the_check_withdraws_the_summary_and_shares_incomplete_json_with_other_checks(local_bucket, day) -> None:
+def test_the_check_withdraws_the_summary_and_shares_incomplete_json_with_other_checks(
+    local_bucket, day
+) -> None:
     land_complete(local_bucket, "#DataEng", day)
     local_bucket.write(summary_key(day), b"{}")
-    local_bucket.write(incomplete_key(day), orjson.dumps({"day": str(day), "unreadable_raw_files": ["raw/x"]}))
+    others = {"day": str(day), "unreadable_raw_files": ["raw/x"]}  # another check's list
+    local_bucket.write(incomplete_key(day), orjson.dumps(others))
     local_bucket.delete([landing_key("sample", "#DataEng", day)])
 
     with pytest.raises(IncompleteDayError, match=f"{day} is not complete.*no landing record"):
@@ -54,8 +57,7 @@ def test_the_check_withdraws_the_summary_and_shares_incomplete_json_with_other_c
 
     land_complete(local_bucket, "#DataEng", day)
     require_complete_landing.fn(local_bucket, day, None, [])
-    left = orjson.loads(local_bucket.read(incomplete_key(day)))
-    assert left == {"day": str(day), "unreadable_raw_files": ["raw/x"]}
+    assert orjson.loads(local_bucket.read(incomplete_key(day))) == others
 
     local_bucket.write(incomplete_key(day), orjson.dumps({"day": str(day), "incomplete_queries": [{}]}))
     require_complete_landing.fn(local_bucket, day, None, [])
