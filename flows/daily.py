@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 from tasks.analyze import AnalysisError
 from tasks.bucket import BucketError, TransientBucketError, load_bucket
 from tasks.catchup import days_to_process
+from tasks.completeness import require_complete_landing
 from tasks.curate import ROWS_PER_FILE, curate_day, part_count
 from tasks.dashboard import analyze_and_publish
 from tasks.land import LandedQuery, fetch_and_land, landed_error_keys, landed_raw_keys
@@ -188,6 +189,8 @@ def process_day(
         raw_keys = landed_raw_keys(bucket, day, source_name)
         if page_source is None and not raw_keys:
             raise FileNotFoundError(f"nothing to replay: no raw pages for {day} in {bucket.describe()}")
+        # A day with a query landed only in part is not loaded and gets no run summary (tasks/completeness.py).
+        require_complete_landing(bucket, day, source_name, [q.query for q in landed])
         seconds["fetch+land"] = time.perf_counter() - started
 
         started = time.perf_counter()

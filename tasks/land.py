@@ -3,6 +3,8 @@
 A raw file is gzip JSON lines, one page per line: `{"request": {...}, "status": 200, "body": {...}}`,
 where `request` names the source, endpoint, query, params and `fetched_at`. Raw pages are the source
 of truth: normalize reads them back from the bucket, so a replay of a day runs the same code.
+Each query's landing for a day also keeps a record next to its pages, `_landed.json`: `complete: false`
+with a reason from the moment it starts until it has finished (tasks/completeness.py reads it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import gzip
 import re
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -23,9 +25,14 @@ from prefect.tasks import exponential_backoff
 from tasks.bucket import Bucket, StoredObject, retry_unless_bucket_error
 from tasks.source import FetchedPage, PageSource, PermanentSourceError, WatermarkedSource
 
+LANDING_RECORD = "_landed.json"
+UNFINISHED = "its landing started but has not finished (interrupted, or still running)"
+
 
 @dataclass
 class LandedQuery:
+    """What one landing (or, as a day's landing record, every landing of the day) put in the bucket."""
+
     source: str
     query: str
     keys: list[str] = field(default_factory=list)
@@ -34,6 +41,15 @@ class LandedQuery:
     tweets: int = 0
     api_errors: int = 0
     bytes: int = 0
+    complete: bool = False
+    reason: str | None = None  # why the day's pages of the query are not all landed
+
+    def add(self, part: LandedQuery) -> None:
+        """Count a batch landed for the same query and day."""
+        self.keys += part.keys
+        self.error_keys += part.error_keys
+        for name in ("pages", "tweets", "api_errors", "bytes"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
 
 
 def slugify(text: str) -> str:
@@ -48,6 +64,35 @@ def raw_prefix(source: str, query: str, day: date) -> str:
 
 def error_prefix(source: str, query: str, day: date) -> str:
     return f"errors/{source}/{slugify(query)}/dt={day.isoformat()}/"
+
+
+def landing_key(source: str, query: str, day: date) -> str:
+    """The day's landing record of a query, next to its raw pages (curate reads only `.jsonl.gz` there)."""
+    return raw_prefix(source, query, day) + LANDING_RECORD
+
+
+def read_landing(bucket: Bucket, key: str) -> LandedQuery | None:
+    if key not in bucket.list(key):
+        return None
+    doc = orjson.loads(bucket.read(key))
+    doc.pop("day")
+    return LandedQuery(**doc)
+
+
+def write_landing(bucket: Bucket, day: date, landed: LandedQuery) -> None:
+    # No timestamps: a re-run of a deterministic source writes the same bytes.
+    record = {"day": day.isoformat(), **asdict(landed)}
+    key = landing_key(landed.source, landed.query, day)
+    bucket.write(key, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+def mark_unfinished(bucket: Bucket, source: str, query: str, day: date, reason: str) -> LandedQuery:
+    """Record, before landing starts or once it failed, that the day's pages of `query` are not all in the
+    bucket, keeping what earlier landings of the day recorded."""
+    landed = read_landing(bucket, landing_key(source, query, day)) or LandedQuery(source, query)
+    landed.complete, landed.reason = False, reason
+    write_landing(bucket, day, landed)
+    return landed
 
 
 def encode_pages(pages: Iterable[FetchedPage]) -> bytes:
@@ -157,13 +202,23 @@ def fetch_and_land(source: PageSource, bucket: Bucket, query: str, day: date, pa
                 logger.info("%s %r: %d pages so far", source.name, query, n)
             yield page
 
-    if isinstance(source, WatermarkedSource):
-        # It saves its watermark after each landed batch, so it lands its own batches (and logs them).
-        landed = source.land(bucket, query, day, pages_per_file)
-    else:
-        landed = land_pages(bucket, source.name, query, day, logged(source.pages(query, day)), pages_per_file)
+    try:
+        if isinstance(source, WatermarkedSource):
+            # It saves its watermark and the day's landing record after each landed batch, so it lands its
+            # own batches (and logs them).
+            landed = source.land(bucket, query, day, pages_per_file)
+        else:
+            mark_unfinished(bucket, source.name, query, day, UNFINISHED)
+            pages = logged(source.pages(query, day))
+            landed = land_pages(bucket, source.name, query, day, pages, pages_per_file)
+            landed.complete = True
+            write_landing(bucket, day, landed)
+    except Exception as exc:
+        mark_unfinished(bucket, source.name, query, day, f"landing failed: {type(exc).__name__}: {exc}")
+        raise
     logger.info(
-        "landed %d pages, %d tweets (%d partial API errors, %d malformed) for %r in %d objects",
+        "landed %d pages, %d tweets (%d partial API errors, %d malformed) for %r in %d objects%s",
         landed.pages, landed.tweets, landed.api_errors, len(landed.error_keys), query, len(landed.keys),
+        "" if landed.complete else f"; the day is not complete: {landed.reason}",
     )
     return landed

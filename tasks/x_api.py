@@ -3,7 +3,10 @@
 Every response body is landed exactly as the API returned it. A run fetches only what is newer than the
 query's `since_id` watermark, which lives in the bucket next to the data (`state/x_api/<slug>.json`)
 and advances only once the run's pages are landed. An unfinished run (the API failed for longer than
-the retries) leaves a cursor there, so the next attempt resumes at the page after the last landed one.
+the retries, or a page was not JSON) leaves a cursor there for its day, so the next attempt for that day
+resumes at the page after the last landed one; a run for a later day leaves it alone and starts above
+the unfinished day's newest landed post. The day's landing record (tasks/land.py) says whether the
+day's pages are all landed.
 
 Failures: 429 waits for `x-rate-limit-reset` (bounded) and asks for the same page again; 5xx and
 connection errors are retried with exponential backoff and jitter; 401/403/400 raise a
@@ -38,7 +41,15 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from tasks.bucket import Bucket
-from tasks.land import LandedQuery, land_pages, slugify
+from tasks.land import (
+    UNFINISHED,
+    LandedQuery,
+    error_prefix,
+    land_pages,
+    mark_unfinished,
+    slugify,
+    write_landing,
+)
 from tasks.sample import SEARCH_ENDPOINT, iso, snowflake_time
 from tasks.source import FetchedPage, PermanentSourceError
 
@@ -181,14 +192,16 @@ class QueryState:
     query: str
     since_id: str | None = None
     user_id: str | None = None
-    cursor: Cursor | None = None
+    cursors: dict[str, Cursor] = field(default_factory=dict)  # unfinished runs, by day (YYYY-MM-DD)
     updated_at: str | None = None
 
     @classmethod
     def from_json(cls, data: bytes) -> QueryState:
         doc = orjson.loads(data)
-        cursor = Cursor(**doc["cursor"]) if doc.get("cursor") else None
-        return cls(doc["query"], doc.get("since_id"), doc.get("user_id"), cursor, doc.get("updated_at"))
+        # A state written before cursors were kept per day has one `cursor` of unknown day: it is dropped;
+        # the watermark never moved past its pages, so the next run fetches them again.
+        cursors = {d: Cursor(**c) for d, c in (doc.get("cursors") or {}).items()}
+        return cls(doc["query"], doc.get("since_id"), doc.get("user_id"), cursors, doc.get("updated_at"))
 
 
 def state_key(query: str) -> str:
@@ -205,9 +218,9 @@ def write_state(bucket: Bucket, state: QueryState) -> None:
     bucket.write(state_key(state.query), orjson.dumps(asdict(state), option=orjson.OPT_INDENT_2))
 
 
-def _newer(a: str | None, b: str | None) -> str | None:
-    ids = [int(x) for x in (a, b) if x]
-    return str(max(ids)) if ids else None
+def _newer(*ids: str | None) -> str | None:
+    numbers = [int(x) for x in ids if x]
+    return str(max(numbers)) if numbers else None
 
 
 def _api_time(ts: datetime) -> str:
@@ -265,20 +278,25 @@ class XApiSource:
 
     # -- incremental landing -----------------------------------------------------------------------
     def land(self, bucket: Bucket, query: str, day: date, pages_per_file: int = 50) -> LandedQuery:
-        """Land the pages newer than the watermark, saving the cursor after each batch and advancing the
-        watermark once the last page is in the bucket."""
+        """Land the day's pages newer than the watermark, saving the day's cursor and landing record after
+        each batch and advancing the watermark once the last page is in the bucket."""
         log = _logger()
+        record = mark_unfinished(bucket, self.name, query, day, UNFINISHED)  # the whole day's landings
         state = read_state(bucket, query)
         target = self._target(query, state)
-        landed = LandedQuery(self.name, query)
-        cursor = state.cursor
+        landed = LandedQuery(self.name, query)  # this run's
+        key = day.isoformat()
+        cursor = state.cursors.get(key)
+        resumed = cursor is not None
         if cursor is not None:
-            log.info("%r: resuming an unfinished run at batch %d", query, cursor.batches)
+            log.info("%r: resuming the unfinished run of %s at batch %d", query, day, cursor.batches)
         else:
-            cursor = self._new_cursor(day, state.since_id)
+            # Posts up to an earlier unfinished day's newest landed one are left to that day's cursor.
+            earlier = (c.newest_id for d, c in state.cursors.items() if d < key)
+            cursor = self._new_cursor(day, _newer(state.since_id, *earlier))
             if cursor is None:
                 log.info("%r: %s is outside the look-back window; nothing to fetch", query, day)
-                return landed
+                return self._finish(bucket, day, record, landed, None)
         bounds = ", ".join(f"{k}={v}" for k, v in cursor.bounds.items())
         log.info("%r: fetching %s with %s", query, target.endpoint, bounds)
 
@@ -290,13 +308,12 @@ class XApiSource:
                 return
             part = land_pages(bucket, self.name, query, day, batch, pages_per_file=len(batch), replace=False,
                               run_tag=f"{cursor.tag}-b{cursor.batches:04d}-")
-            landed.keys += part.keys
-            landed.error_keys += part.error_keys
-            for name in ("pages", "tweets", "api_errors", "bytes"):
-                setattr(landed, name, getattr(landed, name) + getattr(part, name))
+            landed.add(part)
+            record.add(part)
             cursor.batches += 1
-            state.cursor = cursor  # a retry resumes after this batch, never refetching it
+            state.cursors[key] = cursor  # a retry resumes after this batch, never refetching it
             write_state(bucket, state)
+            write_landing(bucket, day, record)
             batch.clear()
 
         fetched = 0
@@ -314,23 +331,34 @@ class XApiSource:
                 if len(batch) >= pages_per_file:
                     flush()
         except XApiRequestError:
-            if state.cursor is None or fetched or not cursor.next_token:
+            if not resumed or fetched or not cursor.next_token:
                 raise
-            # A saved next_token can expire; start again from the watermark, which never skipped a post.
-            log.warning("%r: the API refused the saved cursor; starting again from since_id=%s", query,
-                        state.since_id)
-            state.cursor = None
+            # A saved next_token can expire: fetch the day's bounds again from the top (pages landed twice are
+            # deduplicated at normalize). Not from the watermark: a later day may have moved it past this day.
+            log.warning("%r: the API refused the saved cursor; fetching %s again within %s", query, day,
+                        bounds)
+            cursor.next_token = None
             write_state(bucket, state)
             return self.land(bucket, query, day, pages_per_file)
         finally:
             flush()  # pages fetched before a failure are landed, and the cursor points after them
-        if complete:
-            state.since_id = _newer(state.since_id, cursor.newest_id)
-            state.cursor = None
-            write_state(bucket, state)
-            log.info("%r: watermark now since_id=%s", query, state.since_id)
-        else:
+        if not complete:
             log.warning("%r: run unfinished; watermark kept at since_id=%s", query, state.since_id)
+            where = error_prefix(self.name, query, day)
+            return self._finish(bucket, day, record, landed, f"a page that is not JSON was landed under {where}; "
+                                f"the next run of {day} asks for it again")
+        state.since_id = _newer(state.since_id, cursor.newest_id)
+        state.cursors.pop(key, None)
+        write_state(bucket, state)
+        log.info("%r: watermark now since_id=%s", query, state.since_id)
+        return self._finish(bucket, day, record, landed, None)
+
+    def _finish(self, bucket: Bucket, day: date, record: LandedQuery, landed: LandedQuery,
+                missing: str | None) -> LandedQuery:
+        """Write the day's landing record: complete unless `missing` says what is not landed yet."""
+        for each in (record, landed):
+            each.complete, each.reason = missing is None, missing
+        write_landing(bucket, day, record)
         return landed
 
     # -- internals ---------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
+from pydantic import SecretStr
 
 from flows.backfill import backfill, days_between
 from flows.daily import daily
+from tasks.bucket import load_bucket
+from tasks.land import landed_raw_keys
 from tasks.schema import TABLES
+from tasks.x_api import BearerToken, XApiSource, XApiUnavailable
 
 
 def _counts(root: Path) -> dict[str, int]:
@@ -35,6 +40,29 @@ def test_backfill_fails_naming_the_days_without_raw_pages(prefect_server, tmp_pa
     daily(day=day, queries=["#DataEng"], sample_tweets=30, local_root=str(tmp_path))
     with pytest.raises(RuntimeError, match=f"1 of 2 days: {day - timedelta(days=1)}$"):
         backfill(start=day - timedelta(days=1), end=day, local_root=str(tmp_path))
+
+
+def test_backfill_of_a_day_whose_landing_was_interrupted_loads_nothing_and_writes_no_summary(
+    prefect_server, x_api_server, tmp_path: Path, day: date
+) -> None:
+    x_api_server.publish("#DataEng", day, 350)
+    for n in (3, 4):  # the API fails on the third page, after two pages were landed
+        x_api_server.fail(502, on_request=n)
+    bucket = load_bucket(None, tmp_path / "lake")
+    noon_after = datetime.combine(day + timedelta(days=1), time(12), tzinfo=UTC)
+    source = XApiSource(BearerToken(SecretStr(x_api_server.token), "set the token"), max_attempts=2,
+                        api_base_url=x_api_server.url, backoff_seconds=0.05, clock=lambda: noon_after)
+    with pytest.raises(XApiUnavailable):
+        source.land(bucket, "#DataEng", day)
+    assert landed_raw_keys(bucket, day)  # half a day is in the bucket
+
+    with pytest.raises(RuntimeError, match=f"1 of 1 days: {day}$"):
+        backfill(start=day, end=day, local_root=str(tmp_path))
+
+    assert not bucket.list(f"runs/dt={day}/summary.json")
+    assert not (tmp_path / "warehouse.duckdb").exists()
+    [missing] = orjson.loads(bucket.read(f"runs/dt={day}/incomplete.json"))["incomplete_queries"]
+    assert missing["query"] == "#DataEng" and missing["pages"] == 2 and "not finished" in missing["reason"]
 
 
 def test_an_inverted_range_is_a_clear_error() -> None:

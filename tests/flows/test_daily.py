@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from pydantic import SecretStr
 
 from flows.daily import daily, error_line, main, parse_args, utc_today
 from tasks.analyze import AnalysisError
-from tasks.bucket import LocalBucket, TransientBucketError
+from tasks.bucket import LocalBucket, TransientBucketError, load_bucket
 from tasks.catchup import successful_days
-from tasks.land import landed_raw_keys
+from tasks.land import fetch_and_land, landed_raw_keys
 from tasks.postgres import PostgresWarehouse, engine_url
 from tasks.s3 import S3Lake
 from tasks.schema import METRICS_DAILY, TABLES
+from tasks.source import FetchedPage, SampleSource
 from tasks.summary import IncompleteDayError, incomplete_key
 from tasks.x_api import BearerToken, XApiSource, XApiUnavailable
 from tests.net import free_port
@@ -65,6 +67,39 @@ def test_replay_gives_the_same_rows(prefect_server, tmp_path: Path, day: date) -
     daily(day=day, source="replay", local_root=str(tmp_path))
     _, replayed = _snapshot(tmp_path)
     assert replayed == counts
+
+
+class FetchLostMidDay(SampleSource):
+    """Test double: the sample source, whose connection drops after `pages_before_failure` pages."""
+
+    def __init__(self, pages_before_failure: int) -> None:
+        super().__init__(tweets_per_query=600)
+        self.pages_before_failure = pages_before_failure
+
+    def pages(self, query: str, day: date) -> Iterator[FetchedPage]:
+        for n, page in enumerate(super().pages(query, day)):
+            if n == self.pages_before_failure:
+                raise ConnectionError("connection reset by peer")
+            yield page
+
+
+def test_replay_of_a_day_whose_landing_was_interrupted_fails_naming_the_query(
+    prefect_server, tmp_path: Path, day: date
+) -> None:
+    bucket = load_bucket(None, tmp_path / "lake")
+    daily(day=day, queries=QUERIES[1:], sample_tweets=150, local_root=str(tmp_path))
+    land_once = fetch_and_land.with_options(retries=0)
+    with pytest.raises(ConnectionError):
+        land_once(FetchLostMidDay(pages_before_failure=4), bucket, QUERIES[0], day, pages_per_file=2)
+    assert len(landed_raw_keys(bucket, day, "sample")) == 2 + 1  # two files of the cut query, one complete
+
+    with pytest.raises(RuntimeError, match=f"{day} is not complete.*{QUERIES[0]}.*ConnectionError"):
+        daily(day=day, source="replay", local_root=str(tmp_path))
+
+    runs = tmp_path / "lake" / "runs" / f"dt={day}"
+    assert not (runs / "summary.json").exists()  # the earlier run's record of success is withdrawn too
+    [missing] = orjson.loads((runs / "incomplete.json").read_bytes())["incomplete_queries"]
+    assert missing["query"] == QUERIES[0] and missing["complete"] is False
 
 
 def test_replay_of_a_day_with_no_raw_pages_fails_clearly(prefect_server, tmp_path: Path) -> None:

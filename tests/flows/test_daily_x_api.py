@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 from prefect.blocks.system import Secret
 
@@ -127,3 +128,27 @@ def test_tweets_landed_by_a_failed_attempt_are_counted_after_the_retry(
     assert [r.status for r in x_api_server.log] == [200] + [503] * 5 + [200] * 2
     assert len(tweet_ids(tmp_path)) == 250
     assert summary.tweets_fetched == 250 and summary.pages == 3
+
+
+def test_a_malformed_page_fails_the_day_without_a_success_summary_and_a_rerun_completes_it(
+    prefect_server, x_api_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X_BEARER_TOKEN", x_api_server.token)
+    yesterday = utc_today() - timedelta(days=1)
+    published = x_api_server.publish(QUERIES[0], yesterday, 250)
+    x_api_server.fail(200, on_request=2)  # the second page's body is cut off: not JSON
+    options = {"day": yesterday, "queries": QUERIES[:1], "source": "x_api",
+               "x_api_base_url": x_api_server.url, "local_root": str(tmp_path)}
+    lake = tmp_path / "lake" / "runs" / f"dt={yesterday}"
+
+    with pytest.raises(RuntimeError, match=f"{yesterday} is not complete.*#DataEng.*not JSON"):
+        daily(**options)
+
+    assert not (lake / "summary.json").exists()
+    [missing] = orjson.loads((lake / "incomplete.json").read_bytes())["incomplete_queries"]
+    assert missing["query"] == QUERIES[0] and missing["source"] == "x_api" and "not JSON" in missing["reason"]
+
+    summary = daily(**options)  # what catch-up does next: the day again, from the saved cursor
+
+    assert (lake / "summary.json").exists() and not (lake / "incomplete.json").exists()
+    assert summary.malformed_pages == 0 and set(tweet_ids(tmp_path)) == published

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.bucket import LocalBucket
-from tasks.land import iter_raw_lines
+from tasks.land import iter_raw_lines, landing_key, raw_prefix, read_landing
 from tasks.source import PermanentSourceError
 from tasks.x_api import (
     BearerToken,
@@ -44,7 +44,7 @@ def noon_after(day: date) -> datetime:
 
 def landed_ids(bucket: LocalBucket, prefix: str = "raw/x_api/") -> Counter[str]:
     ids: Counter[str] = Counter()
-    for key in bucket.list(prefix):
+    for key in (k for k in bucket.list(prefix) if k.endswith(".jsonl.gz")):
         for line in iter_raw_lines(bucket.read(key)):
             ids.update(t["id"] for t in line["body"].get("data") or ())
     return ids
@@ -66,7 +66,7 @@ def test_a_day_lands_every_page_once_and_sets_the_watermark(x_api_server, local_
     assert first.params["start_time"] == f"{day}T00:00:00Z" and first.params["end_time"] == f"{day + timedelta(days=1)}T00:00:00Z"
     assert "public_metrics" in first.params["tweet.fields"] and "author_id" in first.params["expansions"]
     state = read_state(local_bucket, QUERY)
-    assert state.since_id == max(published, key=int) and state.cursor is None
+    assert state.since_id == max(published, key=int) and state.cursors == {}
     pages = [line for k in landed.keys for line in iter_raw_lines(local_bucket.read(k))]
     assert sum(len(p["body"].get("errors") or ()) for p in pages) == 1
     assert pages[1]["request"]["params"]["next_token"] == x_api_server.log[1].params["next_token"]
@@ -128,22 +128,49 @@ def test_a_run_that_runs_out_of_retries_lands_its_pages_and_the_next_attempt_res
     with pytest.raises(XApiUnavailable, match="502"):
         source(x_api_server, noon_after(day), max_attempts=2).land(local_bucket, QUERY, day, pages_per_file=50)
     state = read_state(local_bucket, QUERY)
-    assert state.cursor is not None and state.cursor.next_token and state.since_id is None
+    cursor = state.cursors[str(day)]
+    assert cursor.next_token and state.since_id is None
     assert sum(landed_ids(local_bucket).values()) == 200  # the two pages fetched before the failure
 
     source(x_api_server, noon_after(day), max_attempts=2).land(local_bucket, QUERY, day)
 
-    assert x_api_server.log[4].params["next_token"] == state.cursor.next_token  # resumed, not restarted
+    assert x_api_server.log[4].params["next_token"] == cursor.next_token  # resumed, not restarted
     assert set(tokens_answered(x_api_server).values()) == {1}
     assert landed_ids(local_bucket) == Counter({i: 1 for i in published})
     after = read_state(local_bucket, QUERY)
-    assert after.cursor is None and after.since_id == max(published, key=int)
+    assert after.cursors == {} and after.since_id == max(published, key=int)
 
 
-def test_an_expired_cursor_starts_again_from_the_watermark(x_api_server, local_bucket, day, caplog) -> None:
+def test_a_later_days_run_neither_resumes_an_unfinished_days_cursor_nor_lands_its_pages(
+    x_api_server, local_bucket, day
+) -> None:
+    later = day + timedelta(days=1)
+    first = x_api_server.publish(QUERY, day, 350)
+    second = x_api_server.publish(QUERY, later, 120)
+    for n in (3, 4):
+        x_api_server.fail(502, on_request=n)
+    with pytest.raises(XApiUnavailable):
+        source(x_api_server, noon_after(day), max_attempts=2).land(local_bucket, QUERY, day)
+    assert sum(landed_ids(local_bucket).values()) == 200
+
+    source(x_api_server, noon_after(later)).land(local_bucket, QUERY, later)
+
+    assert landed_ids(local_bucket, raw_prefix("x_api", QUERY, later)) == Counter({i: 1 for i in second})
+    assert read_state(local_bucket, QUERY).since_id == max(second, key=int)
+
+    # A re-run (or catch-up) of the first day finishes that day's own pagination, under that day.
+    source(x_api_server, noon_after(later)).land(local_bucket, QUERY, day)
+
+    assert landed_ids(local_bucket, raw_prefix("x_api", QUERY, day)) == Counter({i: 1 for i in first})
+    after = read_state(local_bucket, QUERY)
+    assert after.cursors == {} and after.since_id == max(second, key=int)
+
+
+def test_an_expired_cursor_fetches_the_days_bounds_again(x_api_server, local_bucket, day, caplog) -> None:
     published = x_api_server.publish(QUERY, day, 150)
     state = read_state(local_bucket, QUERY)
-    state.cursor = Cursor(tag="start-x", bounds={"start_time": f"{day}T00:00:00Z"}, next_token="expired!", batches=3)
+    state.cursors[str(day)] = Cursor(tag="start-x", bounds={"start_time": f"{day}T00:00:00Z"}, next_token="expired!",
+                                     batches=3)
     write_state(local_bucket, state)
     caplog.set_level(logging.INFO)
 
@@ -191,11 +218,18 @@ def test_a_malformed_body_lands_under_errors_and_is_asked_for_again(x_api_server
     assert kept["raw_text"] == x_api_server.script[2].body.decode()
     assert kept["request"]["params"]["next_token"] == x_api_server.log[1].params["next_token"]
     state = read_state(local_bucket, QUERY)
-    assert state.since_id is None and state.cursor.next_token == x_api_server.log[1].params["next_token"]
+    assert state.since_id is None
+    assert state.cursors[str(day)].next_token == x_api_server.log[1].params["next_token"]
+
+    record = read_landing(local_bucket, landing_key("x_api", QUERY, day))
+    assert not record.complete and "not JSON" in record.reason and record.error_keys == landed.error_keys
 
     source(x_api_server, noon_after(day)).land(local_bucket, QUERY, day)
     assert landed_ids(local_bucket) == Counter({i: 1 for i in published})
     assert read_state(local_bucket, QUERY).since_id == max(published, key=int)
+    record = read_landing(local_bucket, landing_key("x_api", QUERY, day))
+    assert record.complete and record.reason is None and (record.pages, record.tweets) == (4, 250)
+    assert set(record.keys) == {k for k in local_bucket.list("raw/") if k.endswith(".jsonl.gz")}
 
 
 def test_timelines_resolve_the_username_once(x_api_server, local_bucket, day) -> None:
