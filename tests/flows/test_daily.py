@@ -13,7 +13,8 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 from pydantic import SecretStr
 
-from flows.daily import daily, error_line, main, parse_args, utc_today
+from flows.cli import error_line, main, parse_args
+from flows.daily import daily, utc_today
 from tasks.analyze import AnalysisError
 from tasks.bucket import LocalBucket, TransientBucketError, load_bucket
 from tasks.catchup import successful_days
