@@ -111,7 +111,8 @@ def process_day(
     bucket = load_bucket(bucket_block, root / "lake")
     logger.info("processing %s from %s into %s", day, source, bucket.describe())
 
-    with day_lease(bucket, day, lease_wait_seconds):
+    # A run that lost its lease withdraws the day's record of success: it may have rewritten part of the day.
+    with day_lease(bucket, day, lease_wait_seconds, on_lost=lambda: invalidate_summary(bucket, day)) as lease:
         invalidate_summary(bucket, day)  # under the lease: another run's record is never removed mid-run
         started = time.perf_counter()
         page_source = open_source(source, sample_tweets, x_token_block, x_lookback_hours, x_api_base_url)
@@ -128,12 +129,14 @@ def process_day(
         require_complete_landing(bucket, day, source_name, [q.query for q in landed])
         seconds["fetch+land"] = time.perf_counter() - started
 
+        lease.confirm()  # before each stage that rewrites the day: a run that lost its lease stops here
         started = time.perf_counter()
         # Raw files hold up to 50 pages of up to 100 tweets: size the parts before counting rows exactly.
         expected_rows = sum(q.tweets for q in landed) or 50 * 100 * len(raw_keys)
         curated = curate_day(bucket, day, raw_keys, parts=part_count(expected_rows, rows_per_file))
         seconds["normalize+curate"] = time.perf_counter() - started
 
+        lease.confirm()
         started = time.perf_counter()
         duckdb_path = root / DEFAULT_DUCKDB_PATH.name
         loaded = load_warehouse(warehouse_block, bucket, curated.tables, duckdb_path)
@@ -158,6 +161,7 @@ def process_day(
         summary = build_summary(day, source, bucket, warehouse, landed, curated, error_keys, loaded, seconds)
         summary.extra["dashboard"] = dashboard
         summary.analysis = analysis
+        lease.confirm()
         publish_summary(bucket, summary)
         if summary.unreadable_files:
             raise incomplete_day_error(summary)  # the summary above is not the day's record of success

@@ -154,7 +154,8 @@ def land_pages(
             flush()
     flush()
     if replace:
-        bucket.replace_prefix(prefix, written)
+        # The landing record stays: it says `complete: false` until the caller records the landing whole.
+        bucket.replace_prefix(prefix, [*written, StoredObject(landing_key(source, query, day), 0)])
         bucket.replace_prefix(err_prefix, errors_written)
     landed.keys = [o.key for o in written]
     landed.error_keys = [o.key for o in errors_written]

@@ -109,6 +109,7 @@ class DayLease:
         self.lost_to: LeaseRecord | None = None  # the lease found in place of this run's, once lost
         self._tag = ""
         self.logger = _logger()
+        self.on_lost: Callable[[], object] = lambda: None
 
     def try_acquire(self) -> LeaseRecord | None:
         """Take the lease if it is free or expired; None when taken, else the live lease that holds it."""
@@ -185,6 +186,19 @@ class DayLease:
     def holder_of_lost(self) -> str:
         return self.lost_to.owner if self.lost_to else "another run (since released)"
 
+    def lost_error(self) -> LeaseLostError:
+        return LeaseLostError(f"day {self.day}: the lease expired and {self.holder_of_lost()} took it while this "
+                              "run was writing; this run stopped, and the day may mix both runs' files: run it again")
+
+    def confirm(self) -> None:
+        """Renew the lease, or raise `LeaseLostError` when it is no longer this run's: called before each
+        stage that rewrites the day's files, rows or record of success, so a run that stalled past its
+        lease (a paused machine) stops there instead of overwriting what the run that took over wrote."""
+        if not self.renew():
+            self.lost = True
+            self.on_lost()
+            raise self.lost_error()
+
     @contextmanager
     def heartbeat(self, every: float) -> Iterator[None]:
         """Renew the lease every `every` seconds on a thread while the body runs."""
@@ -210,13 +224,15 @@ class DayLease:
 
 @contextmanager
 def day_lease(bucket: Bucket, day: date, wait_seconds: float = DEFAULT_WAIT_SECONDS, owner: str | None = None,
-              seconds: float = LEASE_SECONDS) -> Iterator[DayLease]:
+              seconds: float = LEASE_SECONDS, on_lost: Callable[[], object] = lambda: None) -> Iterator[DayLease]:
     """Hold the day's lease while the body runs (renewed by a heartbeat), released after it, also on failure.
 
-    Fails with `LeaseLostError` after a body that ended well if another run took the lease meanwhile: the
-    day may then mix both runs' files, and must not pass for a good run.
+    Fails with `LeaseLostError` (from `confirm` in the body, or after a body that ended well) if another run
+    took the lease meanwhile: the day may then mix both runs' files, and must not pass for a good run;
+    `on_lost` runs first (the flow withdraws the day's record of success, so catch-up rebuilds the day).
     """
     lease = DayLease(bucket, day, owner, seconds)
+    lease.on_lost = on_lost
     lease.acquire(wait_seconds)
     try:
         with lease.heartbeat(seconds / 4):
@@ -227,5 +243,5 @@ def day_lease(bucket: Bucket, day: date, wait_seconds: float = DEFAULT_WAIT_SECO
         except (BucketError, TransientBucketError) as exc:
             lease.logger.warning("could not release the lease of %s (it expires by itself): %s", day, exc)
     if lease.lost:
-        raise LeaseLostError(f"day {day}: the lease expired and {lease.holder_of_lost()} took it while this run "
-                             "was writing; the day may mix both runs' files: run it again")
+        on_lost()
+        raise lease.lost_error()
