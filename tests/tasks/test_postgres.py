@@ -13,8 +13,13 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.bucket import LocalBucket
+from tasks.curate import DaySpool, write_tables
+from tasks.land import encode_pages
+from tasks.normalize import normalize_raw_file
 from tasks.postgres import PostgresWarehouse, engine_url
+from tasks.sample import generate_pages
 from tasks.schema import TABLES
+from tasks.source import FetchedPage
 from tasks.warehouse import WarehouseError, warehouse_from_block
 
 HARD = 'He said "hi", then, well,\nleft 😀 𠜎 — مرحبا بالعالم, "quoted, twice" ""'
@@ -61,6 +66,28 @@ def test_hard_csv_loads_through_copy_from_stdin(
     created = postgres.query(f'SELECT MAX(created_at) FROM "{postgres.schema}".tweets')[0][0]
     assert created == frames["tweets"]["created_at"].max()
 
+
+
+def test_a_nul_character_in_a_post_no_longer_fails_the_day(
+    postgres: PostgresWarehouse, local_bucket: LocalBucket, day: date
+) -> None:
+    """PostgreSQL refuses NUL in text: one post with `\\u0000` failed the whole day's load. Normalize removes
+    NUL (counted), so the day loads with every tweet."""
+    pages = list(generate_pages(day, "q", 30))
+    pages[0]["data"][0]["text"] = "before\x00after"
+    request = {"source": "sample", "query": "q", "fetched_at": f"{day.isoformat()}T23:59:59.999Z"}
+    frames, stats = normalize_raw_file(encode_pages(FetchedPage(request=request, body=p) for p in pages), day)
+    spool = DaySpool(day, 1)
+    try:
+        spool.add(frames)
+        files = write_tables(local_bucket, spool, TABLES)
+    finally:
+        spool.cleanup()
+    assert postgres.load_day(local_bucket, files["tweets"]).total == 30
+    tweet_id = pages[0]["data"][0]["id"]
+    assert postgres.query(f'SELECT text FROM "{postgres.schema}".tweets WHERE tweet_id = :t',
+                          {"t": int(tweet_id)}) == [("beforeafter",)]
+    assert stats.cleaned == {"tweets.text: NUL characters removed": 1}
 
 def test_rerun_of_the_same_day_leaves_the_same_rows(
     postgres: PostgresWarehouse, local_bucket: LocalBucket, day: date, sample_frames, curate_frames
