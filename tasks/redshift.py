@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import quoted_name
 from sqlalchemy_redshift.commands import Compression, CopyCommand, Format
@@ -179,9 +179,10 @@ def build_copy(
     options: CopyOptions,
     auth: CopyAuthorization,
     schema: str | None = None,
-    dialect: Dialect | None = None,
 ) -> CopyStatement:
-    """`COPY target FROM 's3://.../manifest' ... MANIFEST`, validated, compiled with literal values."""
+    """`COPY target FROM 's3://.../manifest' ... MANIFEST`, validated, compiled with literal values by a
+    dialect that never connects: a connected engine's dialect stops doubling backslashes in literals after
+    its first connect, and the text sent must not depend on that."""
     validate_copy_options(options)
     if not manifest_url.startswith("s3://"):
         raise WarehouseError(f"Redshift COPY reads from S3; {manifest_url} is not an s3:// URL")
@@ -215,8 +216,7 @@ def build_copy(
         )
     except (TypeError, ValueError) as exc:  # CopyCommand's own checks (ARN and key formats)
         raise CopyOptionsError(f"invalid COPY authorization or option: {redact(str(exc))}") from None
-    sql = str(command.compile(dialect=dialect or RedshiftDialect_redshift_connector(),
-                              compile_kwargs={"literal_binds": True}))
+    sql = str(command.compile(dialect=RedshiftDialect_redshift_connector(), compile_kwargs={"literal_binds": True}))
     return CopyStatement(sql=sql, masked=redact(sql))
 
 
@@ -260,8 +260,6 @@ class RedshiftWarehouse(SqlWarehouse):
         manifest = files.manifests.get(self.options.format)
         if not manifest:
             raise WarehouseError(f"{table.name} {files.day}: no {self.options.format} manifest was written")
-        # build_copy's own dialect, not the engine's: the engine's literal rendering changes on its first
-        # connect (sqlalchemy-redshift then stops doubling backslashes), and the text sent must not.
         return build_copy(staging_name(table), bucket.url(manifest), self.options, self.auth)
 
     def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
