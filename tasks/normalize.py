@@ -495,7 +495,7 @@ def clean_strings(frame: pl.DataFrame, table: Table, stats: NormalizeStats) -> p
             frame = frame.with_columns(pl.col(c.name).str.replace_all("\x00", "", literal=True))
         if c.nullable and (found["empty"] or found["nul"]):
             frame = frame.with_columns(pl.when(pl.col(c.name) != "").then(pl.col(c.name)).alias(c.name))
-        if found["long"] or found["nul"]:
+        if found["long"]:  # removing NUL only shortens a value
             frame = _cut_to_bytes(frame, c.name, c.max_bytes, table.name, stats)
     return frame
 
