@@ -61,7 +61,8 @@ def require_complete_landing(bucket: Bucket, day: date, source: str | None, quer
     problems = find_incomplete(bucket, day, source, queries)
     key = incomplete_key(day)
     # Other checks keep their own lists in the same file: only this one's is replaced.
-    record = orjson.loads(bucket.read(key)) if key in bucket.list(key) else {"day": day.isoformat()}
+    found = bucket.read_tagged(key)
+    record = orjson.loads(found[0]) if found else {"day": day.isoformat()}
     if not problems:
         if record.pop(INCOMPLETE_QUERIES, None) is not None:
             if any(isinstance(v, list) and v for v in record.values()):
@@ -71,8 +72,7 @@ def require_complete_landing(bucket: Bucket, day: date, source: str | None, quer
         return
     record[INCOMPLETE_QUERIES] = problems
     bucket.write(key, orjson.dumps(record, option=orjson.OPT_INDENT_2))
-    if summary_key(day) in bucket.list(summary_key(day)):
-        bucket.delete([summary_key(day)])  # an earlier run's record of success no longer holds
+    bucket.delete([summary_key(day)])  # an earlier run's record of success no longer holds (absent: no error)
     what = "; ".join(f"{p['source']} {p['query'] or p['landing_record']!r}: {p['reason']}" for p in problems)
     raise IncompleteDayError(f"{day} is not complete, so it was neither loaded nor recorded as a success "
                              f"(see {key}): {what}")

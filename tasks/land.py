@@ -72,9 +72,9 @@ def landing_key(source: str, query: str, day: date) -> str:
 
 
 def read_landing(bucket: Bucket, key: str) -> LandedQuery | None:
-    if key not in bucket.list(key):
+    if (found := bucket.read_tagged(key)) is None:  # one read, which also says whether it exists
         return None
-    doc = orjson.loads(bucket.read(key))
+    doc = orjson.loads(found[0])
     doc.pop("day")
     return LandedQuery(**doc)
 
