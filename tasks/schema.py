@@ -62,7 +62,7 @@ class Column:
     def max_bytes(self) -> int | None:
         """Strings: the most UTF-8 bytes a value holds, in every format and warehouse. Redshift's VARCHAR(n)
         counts bytes (at most 65535), so the budget is 4 bytes per allowed character, capped there: a longer
-        value is cut at a UTF-8 boundary at normalize (`tasks.normalize.clean_strings`, counted), and the
+        value is cut at a UTF-8 boundary at normalize (`tasks.lake.normalize.clean_strings`, counted), and the
         raw page keeps it whole. Only `tweets.note_text` (25,000 characters) can reach the cap."""
         if self.kind != "string":
             return None
@@ -328,7 +328,7 @@ TABLES: dict[str, Table] = {
     )
 }
 
-# Daily metrics derived in the warehouse from the tables above (tasks/analyze.py recomputes a day's
+# Daily metrics derived in the warehouse from the tables above (tasks/analytics/analyze.py recomputes a day's
 # rows). Each row belongs to the analyzed day `dt`; they are not curated files and not in TABLES.
 _DAY = _c("dt", "date", False, doc="analyzed UTC day: the metrics come from rows with this dt")
 

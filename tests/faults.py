@@ -20,12 +20,12 @@ from typing import Any
 
 # The boundary -> the (module, function) wrapped to stop the process before it runs.
 BOUNDARIES: dict[str, tuple[str, str]] = {
-    "mid-landing": ("tasks.land", "write_landing"),  # the second query's pages landed, its record unfinished
-    "landed": ("tasks.curate", "curate_day"),  # every page landed and checked complete; nothing curated
-    "mid-curate": ("tasks.curate", "write_tables"),  # normalized into the spool; no curated file written
+    "mid-landing": ("tasks.lake.land", "write_landing"),  # the second query's pages landed, its record unfinished
+    "landed": ("tasks.lake.curate", "curate_day"),  # every page landed and checked complete; nothing curated
+    "mid-curate": ("tasks.lake.curate", "write_tables"),  # normalized into the spool; no curated file written
     "curated": ("tasks.warehouse", "load_warehouse"),  # curated files and manifests written; nothing loaded
-    "mid-load": ("tasks.warehouse", "run_merge"),  # tweets committed; the users merge deleted, uncommitted
-    "loaded": ("tasks.summary", "publish_summary"),  # loaded, analyzed, dashboard written; no run summary
+    "mid-load": ("tasks.warehouse.base", "run_merge"),  # tweets committed; the users merge deleted, uncommitted
+    "loaded": ("tasks.runs.summary", "publish_summary"),  # loaded, analyzed, dashboard written; no run summary
 }
 
 

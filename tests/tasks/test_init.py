@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOW_CONF = "import tasks.curate, os; print(os.environ['_RJEM_MALLOC_CONF'])"
+SHOW_CONF = "import tasks.lake.curate, os; print(os.environ['_RJEM_MALLOC_CONF'])"
 
 
 def _allocator_conf(env: dict[str, str]) -> str:

@@ -1,0 +1,363 @@
+"""Daily metrics: computed in the warehouse with portable SQL, sentiment with VADER in polars.
+
+A day's metrics come from the warehouse rows whose `dt` is that day, and are stored in the metrics
+tables of `tasks/schema.py` (`METRIC_TABLES`). Recomputing a day deletes its rows from every metrics
+table and inserts them again in one transaction, so re-runs and backfills leave the same rows and a
+failure leaves the previous ones. `dashboard_*` views over those tables are what BI tools read.
+
+The SQL sticks to what DuckDB, PostgreSQL and Redshift all accept: no CTEs inside INSERT, no FILTER
+clauses, no `::` casts, integer ratios cast to DOUBLE PRECISION, window functions over subqueries,
+timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour), string
+literals in UNIONs cast to VARCHAR (Redshift would type them CHAR(n)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from tasks.schema import METRIC_TABLES, qualified, quote_ident
+from tasks.warehouse.base import Warehouse
+
+DEFAULT_TOP_N = 20
+SENTIMENT_INSERT_BATCH = 500
+# VADER's authors' thresholds on the compound score.
+POSITIVE_AT, NEGATIVE_AT = 0.05, -0.05
+SCORED_LANGS = frozenset({"en"})
+NOT_SCORED = "not scored"
+UNKNOWN_LANG = "unknown"
+
+
+class AnalysisError(RuntimeError):
+    """A day's analysis failed after its load committed: the data stays, the run ends failed."""
+
+
+@dataclass
+class DayMetrics:
+    day: date
+    rows: dict[str, int] = field(default_factory=dict)  # metrics table -> rows for the day
+    tweets: int = 0
+    scored_tweets: int = 0
+
+
+def day_literal(day: date) -> str:
+    return f"DATE '{day.isoformat()}'"
+
+
+def col(alias: str, name: str) -> str:
+    """`alias."name"`: every column is quoted, so a name Redshift reserves (`tag`) stays a column."""
+    return f"{alias}.{quote_ident(name)}"
+
+
+def _engagement(alias: str) -> str:
+    return " + ".join(
+        f"COALESCE({col(alias, c)}, 0)" for c in ("like_count", "retweet_count", "reply_count", "quote_count")
+    )
+
+
+def _share(part: str, whole: str) -> str:
+    return f"CASE WHEN {whole} = 0 THEN NULL ELSE CAST({part} AS DOUBLE PRECISION) / {whole} END"
+
+
+def _insert(table: str, schema: str | None, select: str) -> str:
+    cols = ", ".join(quote_ident(c) for c in METRIC_TABLES[table].column_names)
+    return f"INSERT INTO {qualified(table, schema)} ({cols})\n{select}"
+
+
+def metric_statements(day: date, schema: str | None, top_n: int = DEFAULT_TOP_N) -> list[str]:
+    """INSERT ... SELECT for every metrics table computed in SQL, for `day` (sentiment rows excluded)."""
+    d = day_literal(day)
+    q = quote_ident
+
+    def t(name: str) -> str:
+        return qualified(name, schema)
+
+    def total(expr: str) -> str:
+        return f"CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"
+
+    flags = {kind: col("r", f"is_{kind}") for kind in ("reply", "quote", "retweet")}
+    ref_flag = "MAX(CASE WHEN {ref} = '{value}' THEN 1 ELSE 0 END) AS {name}"
+    daily = f"""SELECT {d}, COUNT(*), COUNT(DISTINCT {col("t", "author_id")}), {total(_engagement("t"))},
+  {total(col("t", "like_count"))}, {total(col("t", "retweet_count"))}, {total(col("t", "reply_count"))},
+  {total(col("t", "quote_count"))}, {total(flags["reply"])}, {total(flags["quote"])}, {total(flags["retweet"])},
+  {_share(total(flags["reply"]), "COUNT(*)")}, {_share(total(flags["quote"]), "COUNT(*)")},
+  {_share(total(flags["retweet"]), "COUNT(*)")}
+FROM {t("tweets")} t
+LEFT JOIN (
+  SELECT {q("tweet_id")},
+    {", ".join(ref_flag.format(ref=q("reference_type"), value=value, name=q(f"is_{kind}"))
+               for kind, value in (("reply", "replied_to"), ("quote", "quoted"), ("retweet", "retweeted")))}
+  FROM {t("tweet_references")} WHERE {q("dt")} = {d} GROUP BY {q("tweet_id")}
+) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
+WHERE {col("t", "dt")} = {d}"""
+
+    volume_daily = f"""SELECT {d}, {col("v", "query")}, COUNT(DISTINCT {col("v", "tweet_id")})
+FROM {t("tweet_queries")} v WHERE {col("v", "dt")} = {d} GROUP BY {col("v", "query")}"""
+
+    utc = f"{col('t', 'created_at')} AT TIME ZONE 'UTC'"
+    created_date, hour = f"CAST({utc} AS DATE)", f"CAST(EXTRACT(HOUR FROM {utc}) AS BIGINT)"
+    volume_hourly = f"""SELECT {d}, {col("v", "query")}, {created_date}, {hour}, COUNT(DISTINCT {col("t", "tweet_id")})
+FROM {t("tweet_queries")} v JOIN {t("tweets")} t ON {col("t", "tweet_id")} = {col("v", "tweet_id")}
+WHERE {col("v", "dt")} = {d} AND {col("t", "created_at")} IS NOT NULL
+GROUP BY {col("v", "query")}, {created_date}, {hour}"""
+
+    entity_sources = {"hashtag": ("tweet_hashtags", "tag"), "mention": ("tweet_mentions", "username"),
+                      "domain": ("tweet_urls", "domain")}
+    value, occurrences, tweets, rn = q("value"), q("occurrences"), q("tweets"), q("rn")
+    entities = "\nUNION ALL\n".join(
+        f"""SELECT {d}, CAST('{kind}' AS VARCHAR(16)), {col("e", "value")}, {col("e", "occurrences")},
+  {col("e", "tweets")}, {col("e", "rn")} FROM (
+  SELECT {col("g", "value")}, {col("g", "occurrences")}, {col("g", "tweets")},
+    ROW_NUMBER() OVER (ORDER BY {col("g", "occurrences")} DESC, {col("g", "tweets")} DESC, {col("g", "value")}) AS {rn}
+  FROM (
+    SELECT LOWER({q(column)}) AS {value}, COUNT(*) AS {occurrences}, COUNT(DISTINCT {q("tweet_id")}) AS {tweets}
+    FROM {t(table)} WHERE {q("dt")} = {d} AND {q(column)} IS NOT NULL AND {q(column)} <> ''
+    GROUP BY LOWER({q(column)})
+  ) g
+) e WHERE {col("e", "rn")} <= {int(top_n)}"""
+        for kind, (table, column) in entity_sources.items()
+    )
+
+    authors = f"""SELECT {d}, {col("a", "author_id")}, {col("u", "username")}, {col("u", "name")}, {col("a", "followers")},
+  {col("a", "tweets")}, {col("a", "engagement")}, {col("a", "engagement_rank")}, {col("a", "reach_rank")}
+FROM (
+  SELECT {col("g", "author_id")}, {col("g", "followers")}, {col("g", "tweets")}, {col("g", "engagement")},
+    ROW_NUMBER() OVER (ORDER BY {col("g", "engagement")} DESC, {col("g", "author_id")}) AS {q("engagement_rank")},
+    ROW_NUMBER() OVER (ORDER BY COALESCE({col("g", "followers")}, -1) DESC, {col("g", "author_id")})
+      AS {q("reach_rank")}
+  FROM (
+    SELECT {col("t", "author_id")}, MAX({col("u", "followers_count")}) AS {q("followers")}, COUNT(*) AS {tweets},
+      {total(_engagement("t"))} AS {q("engagement")}
+    FROM {t("tweets")} t LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
+    WHERE {col("t", "dt")} = {d} AND {col("t", "author_id")} IS NOT NULL GROUP BY {col("t", "author_id")}
+  ) g
+) a LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("a", "author_id")}
+WHERE {col("a", "engagement_rank")} <= {int(top_n)} OR {col("a", "reach_rank")} <= {int(top_n)}"""
+
+    lang = f"COALESCE(NULLIF({q('lang')}, ''), '{UNKNOWN_LANG}')"
+    languages = f"""SELECT {d}, {col("l", "lang")}, {col("l", "tweets")},
+  CAST({col("l", "tweets")} AS DOUBLE PRECISION) / {col("n", "total")}
+FROM (SELECT {lang} AS {q("lang")}, COUNT(*) AS {tweets} FROM {t("tweets")} WHERE {q("dt")} = {d} GROUP BY {lang}) l
+CROSS JOIN (SELECT COUNT(*) AS {q("total")} FROM {t("tweets")} WHERE {q("dt")} = {d}) n"""
+
+    counts = ("like_count", "retweet_count", "reply_count", "quote_count")
+    m_cols = ", ".join(col("m", c) for c in counts)
+    gains = ", ".join(
+        total(f"CASE WHEN {col('p', 'tweet_id')} IS NOT NULL THEN COALESCE({col('c', c)}, 0) - COALESCE({col('p', c)}, 0) END")
+        for c in counts
+    )
+    growth = f"""SELECT {d}, COUNT(*), COUNT({col("p", "tweet_id")}), {total(col("c", "engagement"))},
+  {total(col("p", "engagement"))},
+  {total(f'CASE WHEN {col("p", "tweet_id")} IS NOT NULL THEN {col("c", "engagement")} - {col("p", "engagement")} END')},
+  {gains}
+FROM (
+  SELECT {col("m", "tweet_id")}, {m_cols}, {_engagement("m")} AS {q("engagement")}
+  FROM {t("tweet_metrics_daily")} m WHERE {col("m", "metric_date")} = {d}
+) c
+LEFT JOIN (
+  SELECT {col("m", "tweet_id")}, {m_cols}, {_engagement("m")} AS {q("engagement")},
+    ROW_NUMBER() OVER (PARTITION BY {col("m", "tweet_id")} ORDER BY {col("m", "metric_date")} DESC) AS {rn}
+  FROM {t("tweet_metrics_daily")} m
+  WHERE {col("m", "metric_date")} < {d}
+    AND {col("m", "tweet_id")} IN (SELECT {q("tweet_id")} FROM {t("tweet_metrics_daily")} WHERE {q("metric_date")} = {d})
+) p ON {col("p", "tweet_id")} = {col("c", "tweet_id")} AND {col("p", "rn")} = 1"""
+
+    return [
+        _insert("metrics_daily", schema, daily),
+        _insert("metrics_volume_daily", schema, volume_daily),
+        _insert("metrics_volume_hourly", schema, volume_hourly),
+        _insert("metrics_top_entities", schema, entities),
+        _insert("metrics_top_authors", schema, authors),
+        _insert("metrics_languages", schema, languages),
+        _insert("metrics_engagement_growth", schema, growth),
+    ]
+
+
+def sentiment_daily_statement(day: date, schema: str | None) -> str:
+    d = day_literal(day)
+    q = quote_ident
+
+    def count_if(cond: str) -> str:
+        return f"CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)"
+
+    select = f"""SELECT {d}, COUNT(*), {count_if(q("scored"))}, {count_if(f"NOT {q('scored')}")},
+  {count_if(f"{q('label')} = 'positive'")}, {count_if(f"{q('label')} = 'neutral'")},
+  {count_if(f"{q('label')} = 'negative'")}, AVG({q("compound")})
+FROM {qualified("metrics_tweet_sentiment", schema)} WHERE {q("dt")} = {d}"""
+    return _insert("metrics_sentiment_daily", schema, select)
+
+
+def score_sentiment(tweets: pl.DataFrame) -> pl.DataFrame:
+    """VADER scores for English tweets (`tweet_id`, `lang`, `text`); other languages are "not scored".
+
+    VADER's lexicon is English: a score for another language would be a guess, so it is left null.
+    """
+    analyzer = SentimentIntensityAnalyzer()
+    scored = pl.col("lang").is_in(list(SCORED_LANGS)).fill_null(False) & pl.col("text").is_not_null()
+    frame = tweets.select("tweet_id", scored.alias("scored"), "text")
+    score_dtype = pl.Struct({"neg": pl.Float64, "neu": pl.Float64, "pos": pl.Float64, "compound": pl.Float64})
+    scores = (
+        pl.when(pl.col("scored"))
+        .then(pl.col("text").map_elements(analyzer.polarity_scores, return_dtype=score_dtype))
+        .alias("s")
+    )
+    frame = frame.with_columns(scores).unnest("s")
+    label = (
+        pl.when(~pl.col("scored")).then(pl.lit(NOT_SCORED))
+        .when(pl.col("compound") >= POSITIVE_AT).then(pl.lit("positive"))
+        .when(pl.col("compound") <= NEGATIVE_AT).then(pl.lit("negative"))
+        .otherwise(pl.lit("neutral"))
+    )
+    return frame.select(
+        "tweet_id", "scored", label.alias("label"), "compound",
+        pl.col("pos").alias("positive"), pl.col("neu").alias("neutral"), pl.col("neg").alias("negative"),
+    )
+
+
+def _sql_value(value: Any) -> str:
+    """Literals for the sentiment rows: ids, booleans, floats and labels from a fixed set only."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if value in (NOT_SCORED, "positive", "neutral", "negative"):
+        return f"'{value}'"
+    raise ValueError(f"unexpected sentiment value {value!r}")
+
+
+def sentiment_insert_statements(day: date, schema: str | None, sentiment: pl.DataFrame,
+                                batch: int = SENTIMENT_INSERT_BATCH) -> list[str]:
+    """Multi-row INSERTs of the day's per-tweet sentiment.
+
+    The `Warehouse` interface runs SQL scripts; these rows carry no user text, so literal VALUES are
+    safe and portable (a day's English tweets are tens of thousands of small rows, not a bulk load).
+    """
+    table = METRIC_TABLES["metrics_tweet_sentiment"]
+    frame = sentiment.select(pl.lit(day, dtype=pl.Date).alias("dt"), *table.column_names[1:])
+    cols = ", ".join(quote_ident(c) for c in table.column_names)
+    statements = []
+    for chunk in frame.iter_slices(batch):
+        values = ",\n".join(
+            "(" + ", ".join([day_literal(day)] + [_sql_value(v) for v in row[1:]]) + ")"
+            for row in chunk.iter_rows()
+        )
+        statements.append(f"INSERT INTO {qualified(table.name, schema)} ({cols}) VALUES\n{values}")
+    return statements
+
+
+def ensure_metric_objects(warehouse: Warehouse) -> None:
+    """Create missing metrics tables and (re)create the dashboard views, in one transaction."""
+    tables = [warehouse.design(t).create_sql(warehouse.dialect, warehouse.schema) for t in METRIC_TABLES.values()]
+    warehouse.execute_script(tables + view_statements(warehouse.schema))
+
+
+def read_day_texts(warehouse: Warehouse, day: date) -> pl.DataFrame:
+    """The day's tweets as VADER reads them: the full text of long posts, else `text`."""
+    rows = warehouse.query(
+        f'SELECT "tweet_id", "lang", COALESCE("note_text", "text") FROM {qualified("tweets", warehouse.schema)} '
+        f'WHERE "dt" = {day_literal(day)}'
+    )
+    return pl.DataFrame(rows, schema={"tweet_id": pl.Int64, "lang": pl.String, "text": pl.String}, orient="row")
+
+
+def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N) -> DayMetrics:
+    """Recompute every metrics table's rows for `day`: delete and insert in one transaction."""
+    ensure_metric_objects(warehouse)
+    sentiment = score_sentiment(read_day_texts(warehouse, day))
+    schema = warehouse.schema
+    deletes = [f'DELETE FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}' for name in METRIC_TABLES]
+    warehouse.execute_script(
+        deletes
+        + metric_statements(day, schema, top_n)
+        + sentiment_insert_statements(day, schema, sentiment)
+        + [sentiment_daily_statement(day, schema)]
+    )
+    rows = {
+        name: warehouse.query(
+            f'SELECT COUNT(*) FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}'
+        )[0][0]
+        for name in METRIC_TABLES
+    }
+    return DayMetrics(day, rows, tweets=sentiment.height, scored_tweets=int(sentiment["scored"].sum()))
+
+
+# --- BI views --------------------------------------------------------------------------------------
+
+TWEET_URL_PREFIX = "https://x.com/i/web/status/"
+PROFILE_URL_PREFIX = "https://x.com/"
+
+
+def _cols(names: str, alias: str | None = None) -> str:
+    """A select list of quoted columns from space-separated `names`, each prefixed with `alias`."""
+    return ", ".join(col(alias, n) if alias else quote_ident(n) for n in names.split())
+
+
+def view_selects(schema: str | None) -> dict[str, str]:
+    """`dashboard_*` views: stable, documented columns for BI tools, one row grain each."""
+    q = quote_ident
+
+    def t(name: str) -> str:
+        return qualified(name, schema)
+
+    def entity(kind: str, column: str) -> str:
+        return (f'SELECT "dt", "value" AS {q(column)}, "occurrences", "tweets", "rank" '
+                f"FROM {t('metrics_top_entities')} WHERE \"kind\" = '{kind}'")
+
+    def select(names: str, table: str) -> str:
+        return f"SELECT {_cols(names)} FROM {t(table)}"
+
+    daily = _cols("dt tweets authors engagement like_count retweet_count reply_count quote_count reply_tweets "
+                  "quote_tweets retweet_tweets reply_share quote_share retweet_share", "m")
+    sentiment = _cols("scored_tweets not_scored_tweets positive_tweets neutral_tweets negative_tweets "
+                      "mean_compound", "s")
+    return {
+        "dashboard_daily": f"""SELECT {daily},
+  {sentiment},
+  {_share(col("s", "positive_tweets"), col("s", "scored_tweets"))} AS "positive_share",
+  {_share(col("s", "negative_tweets"), col("s", "scored_tweets"))} AS "negative_share"
+FROM {t("metrics_daily")} m LEFT JOIN {t("metrics_sentiment_daily")} s ON {col("s", "dt")} = {col("m", "dt")}""",
+        "dashboard_volume_daily": select("dt query tweets", "metrics_volume_daily"),
+        "dashboard_volume_hourly": select("dt query created_date hour tweets", "metrics_volume_hourly"),
+        "dashboard_top_hashtags": entity("hashtag", "hashtag"),
+        "dashboard_top_mentions": entity("mention", "username"),
+        "dashboard_top_domains": entity("domain", "domain"),
+        "dashboard_top_authors": f"""SELECT {_cols("dt author_id username name followers_count tweets engagement "
+                                                   "engagement_rank reach_rank")},
+  '{PROFILE_URL_PREFIX}' || "username" AS "profile_url"
+FROM {t("metrics_top_authors")}""",
+        "dashboard_languages": select("dt lang tweets share", "metrics_languages"),
+        "dashboard_sentiment_daily": select("dt tweets scored_tweets not_scored_tweets positive_tweets "
+                                            "neutral_tweets negative_tweets mean_compound", "metrics_sentiment_daily"),
+        "dashboard_engagement_growth": f"""SELECT {_cols("dt tweets_observed tweets_with_previous engagement "
+                                                         "previous_engagement engagement_gain like_gain "
+                                                         "retweet_gain reply_gain quote_gain")},
+  {_share(q("engagement_gain"), q("previous_engagement"))} AS "growth_rate"
+FROM {t("metrics_engagement_growth")}""",
+        "dashboard_tweets": f"""SELECT {_cols("dt tweet_id created_at author_id", "t")}, {col("u", "username")},
+  {col("t", "lang")}, COALESCE({col("t", "note_text")}, {col("t", "text")}) AS "text",
+  {_cols("like_count retweet_count reply_count quote_count", "t")}, {_engagement("t")} AS "engagement",
+  ROW_NUMBER() OVER (PARTITION BY {col("t", "dt")} ORDER BY {_engagement("t")} DESC, {col("t", "tweet_id")})
+    AS "engagement_rank",
+  COALESCE({col("s", "label")}, '{NOT_SCORED}') AS "sentiment", {col("s", "compound")},
+  '{TWEET_URL_PREFIX}' || CAST({col("t", "tweet_id")} AS VARCHAR) AS "url"
+FROM {t("tweets")} t
+LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
+LEFT JOIN {t("metrics_tweet_sentiment")} s ON {col("s", "tweet_id")} = {col("t", "tweet_id")}
+  AND {col("s", "dt")} = {col("t", "dt")}""",
+    }
+
+
+def view_statements(schema: str | None) -> list[str]:
+    """DROP + CREATE rather than CREATE OR REPLACE: PostgreSQL and Redshift refuse to replace a view
+    whose columns changed, and a new version may change them."""
+    statements = []
+    for name, select in view_selects(schema).items():
+        statements.append(f"DROP VIEW IF EXISTS {qualified(name, schema)}")
+        statements.append(f"CREATE VIEW {qualified(name, schema)} AS\n{select}")
+    return statements

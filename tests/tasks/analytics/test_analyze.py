@@ -1,0 +1,261 @@
+"""Metrics SQL on DuckDB and on a real PostgreSQL, checked against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from tasks.analytics.analyze import analyze_day, score_sentiment, view_selects
+from tasks.lake.curate import csv_bytes
+from tasks.lake.land import FetchedPage, encode_pages
+from tasks.lake.normalize import deduplicate, normalize_raw_file
+from tasks.schema import METRIC_TABLES, TABLES, qualified, quote_ident
+from tasks.sources.sample import generate_pages
+from tasks.warehouse.base import DuckDBWarehouse, Warehouse
+from tasks.warehouse.postgres import PostgresWarehouse, engine_url
+
+DAY = date(2026, 11, 24)
+PREVIOUS = DAY - timedelta(days=1)
+SESSION_TIME_ZONE = "Asia/Kolkata"
+
+
+def _load(warehouse: Warehouse, frames: dict[str, pl.DataFrame]) -> None:
+    for name, frame in frames.items():
+        frame = TABLES[name].conform(frame)
+        if isinstance(warehouse, DuckDBWarehouse):
+            warehouse.con.register("_frame", frame.to_arrow())
+            warehouse.con.execute(f"INSERT INTO {quote_ident(name)} SELECT * FROM _frame")
+            warehouse.con.unregister("_frame")
+        else:  # the rows go in through PostgreSQL's COPY, as the pipeline's PostgreSQL load does
+            copy = f"COPY {qualified(name, warehouse.schema)} FROM STDIN (FORMAT csv, HEADER true)"
+            with warehouse.engine.begin() as conn, conn.connection.dbapi_connection.cursor() as cur:
+                cur.copy_expert(copy, io.BytesIO(gzip.decompress(csv_bytes(frame, TABLES[name]))))
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "duckdb":
+        wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        wh.con.execute(f"SET TimeZone = '{SESSION_TIME_ZONE}'")
+        wh.ensure_tables()
+    else:
+        # A session time zone with a half-hour offset: hours must still be UTC hours.
+        url = engine_url(request.getfixturevalue("pg_server"), None, "postgresql+psycopg2")
+        url = url.update_query_dict({"options": f"-c TimeZone={SESSION_TIME_ZONE}"})
+        wh = PostgresWarehouse(url, schema=f"analyze_{uuid.uuid4().hex[:10]}")
+        wh.ensure_tables()
+    try:
+        yield wh
+    finally:
+        wh.close()
+
+
+def _rows(warehouse: Warehouse, table: str, day: date = DAY, order: str = "") -> list[tuple]:
+    names = [c for c in METRIC_TABLES[table].column_names if c != "dt"]
+    cols = ", ".join(quote_ident(c) for c in names)
+    sql = f"SELECT {cols} FROM {qualified(table, warehouse.schema)} WHERE dt = DATE '{day}'"
+    return warehouse.query(sql + (f" ORDER BY {order}" if order else ""))
+
+
+def _at(hour: int, minute: int = 0, day: date = DAY) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def _tweet(tid: int, author: int | None, lang: str | None, text: str, created: datetime | None,
+           counts: tuple | None, dt: date = DAY) -> dict:
+    likes, rts, replies, quotes = counts or (None, None, None, None)
+    return {"tweet_id": tid, "author_id": author, "lang": lang, "text": text, "created_at": created,
+            "like_count": likes, "retweet_count": rts, "reply_count": replies, "quote_count": quotes,
+            "fetched_at": _at(23, day=dt), "dt": dt}
+
+
+def _frames(rows: dict[str, list[dict]]) -> dict[str, pl.DataFrame]:
+    return {name: TABLES[name].conform(pl.DataFrame(r, infer_schema_length=None)) for name, r in rows.items()}
+
+
+def hand_built_day() -> dict[str, pl.DataFrame]:
+    """Four tweets on DAY (one a day earlier), small enough that every metric is worked out by hand
+    in `test_metrics_of_a_hand_built_day`."""
+    def span(tid: int, start: int, **kw: Any) -> dict:
+        return {"tweet_id": tid, "start_pos": start, "end_pos": start + 5, "dt": DAY, **kw}
+
+    def observed(tid: int, day: date, counts: tuple | None) -> dict:
+        likes, rts, replies, quotes = counts or (None, None, None, None)
+        return {"tweet_id": tid, "metric_date": day, "like_count": likes, "retweet_count": rts,
+                "reply_count": replies, "quote_count": quotes, "observed_at": _at(23, day=day), "dt": day}
+
+    def matched(tid: int, query: str, dt: date = DAY) -> dict:
+        return {"tweet_id": tid, "query": query, "source": "sample", "fetched_at": _at(23, day=dt), "dt": dt}
+
+    return _frames({
+        "tweets": [
+            _tweet(1, 101, "en", "I love this pipeline, it is great! #DataEng #Polars", _at(9, 15), (10, 2, 1, 0)),
+            _tweet(2, 101, "en", "This outage is terrible and awful #dataeng", _at(9, 40), (0, 0, 3, 1)),
+            _tweet(3, 102, "es", "Me encanta #DataEng @Ana", _at(10, 5), (5, 0, 0, 0)),
+            _tweet(4, 103, None, "no optional fields", None, None),
+            _tweet(5, 102, "en", "yesterday was wonderful", _at(8, day=PREVIOUS), (100, 0, 0, 0), dt=PREVIOUS),
+        ],
+        "users": [
+            {"user_id": 101, "username": "ada", "name": "Ada", "followers_count": 50, "fetched_at": _at(23), "dt": DAY},
+            {"user_id": 102, "username": "bob", "name": "Bob", "followers_count": 900, "fetched_at": _at(23), "dt": DAY},
+        ],
+        "tweet_queries": [matched(1, "#DataEng"), matched(2, "#DataEng"), matched(3, "#DataEng"),
+                          matched(3, "polars"), matched(4, "polars"), matched(5, "#DataEng", PREVIOUS)],
+        "tweet_hashtags": [span(1, 0, tag="DataEng"), span(1, 10, tag="Polars"), span(2, 0, tag="dataeng"),
+                           span(3, 0, tag="DataEng")],
+        "tweet_mentions": [span(3, 20, username="Ana", user_id=104)],
+        "tweet_urls": [span(1, 30, domain="pola.rs"), span(2, 30, domain="pola.rs"),
+                       span(3, 30, domain="github.com")],
+        "tweet_references": [
+            {"tweet_id": 2, "reference_type": "replied_to", "referenced_tweet_id": 900, "dt": DAY},
+            {"tweet_id": 3, "reference_type": "quoted", "referenced_tweet_id": 901, "dt": DAY},
+            {"tweet_id": 4, "reference_type": "retweeted", "referenced_tweet_id": 902, "dt": DAY},
+        ],
+        "tweet_metrics_daily": [
+            observed(1, PREVIOUS, (4, 1, 0, 0)), observed(1, DAY, (10, 2, 1, 0)),
+            observed(2, DAY, (0, 0, 3, 1)), observed(3, DAY, (5, 0, 0, 0)), observed(4, DAY, None),
+            observed(5, PREVIOUS, (100, 0, 0, 0)),
+        ],
+    })
+
+
+def test_metrics_of_a_hand_built_day(warehouse: Warehouse) -> None:
+    _load(warehouse, hand_built_day())
+    result = analyze_day(warehouse, DAY)
+    assert result.tweets == 4 and result.scored_tweets == 2
+
+    # 4 tweets of DAY (tweet 5 is the day before); engagement 13 + 4 + 5 + 0; one reply, quote, retweet each.
+    assert _rows(warehouse, "metrics_daily") == [(4, 3, 22, 15, 2, 4, 1, 1, 1, 1, 0.25, 0.25, 0.25)]
+    assert _rows(warehouse, "metrics_volume_daily", order="query") == [("#DataEng", 3), ("polars", 2)]
+    # Tweet 4 has no created_at: in the daily counts, in no hour.
+    assert _rows(warehouse, "metrics_volume_hourly", order='query, "hour"') == [
+        ("#DataEng", DAY, 9, 2), ("#DataEng", DAY, 10, 1), ("polars", DAY, 10, 1)]
+    assert _rows(warehouse, "metrics_top_entities", order='kind, "rank"') == [
+        ("domain", "pola.rs", 2, 2, 1), ("domain", "github.com", 1, 1, 2),
+        ("hashtag", "dataeng", 3, 3, 1), ("hashtag", "polars", 1, 1, 2),
+        ("mention", "ana", 1, 1, 1)]
+    # Author 103 is not in `users` (the API did not expand it): no name, no followers, last by reach.
+    assert _rows(warehouse, "metrics_top_authors", order="engagement_rank") == [
+        (101, "ada", "Ada", 50, 2, 17, 1, 2), (102, "bob", "Bob", 900, 1, 5, 2, 1), (103, None, None, None, 1, 0, 3, 3)]
+    assert _rows(warehouse, "metrics_languages", order="lang") == [("en", 2, 0.5), ("es", 1, 0.25), ("unknown", 1, 0.25)]
+    # Tweet 1 was seen the day before with 4 likes + 1 retweet; today 10 + 2 + 1 reply.
+    assert _rows(warehouse, "metrics_engagement_growth") == [(4, 1, 22, 5, 8, 6, 1, 1, 0)]
+
+    sentiment = {r[0]: r[1:] for r in _rows(warehouse, "metrics_tweet_sentiment")}
+    assert {tid: s[1] for tid, s in sentiment.items()} == {
+        1: "positive", 2: "negative", 3: "not scored", 4: "not scored"}
+    assert sentiment[3][2:] == (None, None, None, None) and sentiment[3][0] is False
+    assert sentiment[1][2] > 0.5 and sentiment[2][2] < -0.5
+    daily = _rows(warehouse, "metrics_sentiment_daily")
+    assert daily[0][:6] == (4, 2, 2, 1, 0, 1)
+    assert daily[0][6] == pytest.approx((sentiment[1][2] + sentiment[2][2]) / 2)
+
+
+def test_rerun_replaces_only_its_day_and_top_n_cuts(warehouse: Warehouse) -> None:
+    _load(warehouse, hand_built_day())
+    analyze_day(warehouse, PREVIOUS)
+    analyze_day(warehouse, DAY)
+    before = {name: sorted(_rows(warehouse, name, PREVIOUS), key=repr) for name in METRIC_TABLES}
+    assert before["metrics_daily"][0][:3] == (1, 1, 100)
+
+    analyze_day(warehouse, DAY, top_n=1)
+    assert _rows(warehouse, "metrics_top_entities", order="kind") == [
+        ("domain", "pola.rs", 2, 2, 1), ("hashtag", "dataeng", 3, 3, 1), ("mention", "ana", 1, 1, 1)]
+    # Top 1 by engagement (ada) and top 1 by followers (bob).
+    assert [r[0] for r in _rows(warehouse, "metrics_top_authors", order="author_id")] == [101, 102]
+    assert {name: sorted(_rows(warehouse, name, PREVIOUS), key=repr) for name in METRIC_TABLES} == before
+
+    analyze_day(warehouse, DAY)
+    first = {name: sorted(_rows(warehouse, name), key=repr) for name in METRIC_TABLES}
+    analyze_day(warehouse, DAY)
+    assert {name: sorted(_rows(warehouse, name), key=repr) for name in METRIC_TABLES} == first
+
+
+def test_a_day_without_tweets_has_a_row_of_zeros(warehouse: Warehouse) -> None:
+    result = analyze_day(warehouse, DAY)
+    assert result.tweets == 0
+    assert _rows(warehouse, "metrics_daily") == [(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)]
+    assert _rows(warehouse, "metrics_sentiment_daily") == [(0, 0, 0, 0, 0, 0, None)]
+    assert _rows(warehouse, "metrics_engagement_growth") == [(0, 0, 0, 0, 0, 0, 0, 0, 0)]
+    for name in ("metrics_volume_daily", "metrics_top_entities", "metrics_languages", "metrics_tweet_sentiment"):
+        assert _rows(warehouse, name) == [], name
+
+
+def _sample_pages(n: int) -> tuple[list[dict], dict[str, pl.DataFrame]]:
+    pages = list(generate_pages(DAY, "#DataEng", n, page_size=10))
+    request = {"source": "sample", "query": "#DataEng", "fetched_at": "2026-11-24T23:59:59.999Z"}
+    frames, _ = normalize_raw_file(encode_pages(FetchedPage(request=request, body=b) for b in pages), DAY)
+    return pages, {name: deduplicate(frame, name) for name, frame in frames.items()}
+
+
+def test_hard_case_sample_matches_counts_taken_from_the_raw_pages(warehouse: Warehouse) -> None:
+    pages, frames = _sample_pages(12)
+    _load(warehouse, frames)
+    analyze_day(warehouse, DAY)
+
+    # Worked out from the raw pages with plain Python: the tweet served on two pages counts once.
+    tweets = {t["id"]: t for page in pages for t in page.get("data", [])}
+    assert len(tweets) == 12
+    users = {u["id"]: u for page in pages for u in page.get("includes", {}).get("users", [])}
+    counts = [t.get("public_metrics", {}) for t in tweets.values()]
+    engagement = sum(c.get(k, 0) for c in counts for k in ("like_count", "retweet_count", "reply_count", "quote_count"))
+    refs = Counter(r["type"] for t in tweets.values() for r in t.get("referenced_tweets", []))
+    langs = Counter(t.get("lang") or "unknown" for t in tweets.values())
+    assert langs["unknown"] == 1  # the tweet with no optional field
+    tags = Counter(h["tag"].lower() for t in tweets.values() for h in t.get("entities", {}).get("hashtags", []))
+    hours = Counter(datetime.fromisoformat(t["created_at"]).hour for t in tweets.values() if "created_at" in t)
+    missing = [t["author_id"] for t in tweets.values() if "author_id" in t and t["author_id"] not in users]
+    assert len(missing) == 1  # the author the API could not expand
+
+    daily = _rows(warehouse, "metrics_daily")[0]
+    assert daily[:4] == (12, len({t["author_id"] for t in tweets.values() if "author_id" in t}), engagement,
+                         sum(c.get("like_count", 0) for c in counts))
+    assert daily[7:10] == (refs["replied_to"], refs["quoted"], refs["retweeted"])
+    assert {r[0]: r[1] for r in _rows(warehouse, "metrics_languages")} == dict(langs)
+    assert {r[1]: r[2] for r in _rows(warehouse, "metrics_top_entities") if r[0] == "hashtag"} == dict(tags)
+    assert {r[2]: r[3] for r in _rows(warehouse, "metrics_volume_hourly")} == dict(hours)
+    authors = {r[0]: r for r in _rows(warehouse, "metrics_top_authors")}
+    assert authors[int(missing[0])][3] is None
+    assert authors[int(missing[0])][7] == len(authors)  # unknown reach ranks last
+    for uid, row in authors.items():
+        if str(uid) in users:
+            assert row[3] == users[str(uid)]["public_metrics"]["followers_count"]
+    sentiment = _rows(warehouse, "metrics_sentiment_daily")[0]
+    assert sentiment[:3] == (12, langs["en"], 12 - langs["en"])
+
+
+def test_every_dashboard_view_exists_and_returns_the_day(warehouse: Warehouse) -> None:
+    _load(warehouse, hand_built_day())
+    analyze_day(warehouse, DAY)
+    for name in view_selects(warehouse.schema):
+        rows = warehouse.query(f"SELECT COUNT(*) FROM {qualified(name, warehouse.schema)} WHERE dt = DATE '{DAY}'")
+        assert rows[0][0] > 0, name
+    top = warehouse.query(
+        f"SELECT tweet_id, engagement, sentiment, url, username FROM {qualified('dashboard_tweets', warehouse.schema)} "
+        f"WHERE dt = DATE '{DAY}' AND engagement_rank = 1"
+    )
+    assert top == [(1, 13, "positive", "https://x.com/i/web/status/1", "ada")]
+    growth = warehouse.query(f"SELECT growth_rate FROM {qualified('dashboard_engagement_growth', warehouse.schema)}")
+    assert growth == [(pytest.approx(8 / 5),)]
+
+
+def test_vader_scores_english_only_and_marks_the_rest_not_scored() -> None:
+    frame = pl.DataFrame({
+        "tweet_id": [1, 2, 3, 4, 5],
+        "lang": ["en", "en", "fr", None, "en"],
+        "text": ["What a great, happy day!", "The table has rows.", "C'est génial !", "great", None],
+    })
+    scored = score_sentiment(frame).sort("tweet_id")
+    assert scored["label"].to_list() == ["positive", "neutral", "not scored", "not scored", "not scored"]
+    assert scored["scored"].to_list() == [True, True, False, False, False]
+    assert scored["compound"][1] == 0.0 and scored["compound"][2:].is_null().all()
+    assert scored["positive"][0] > 0.5
