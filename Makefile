@@ -18,7 +18,7 @@ export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT ?= false
 # The first start of the embedded server migrates a new database, which can take longer than the default 20 s.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: run test browser lint lock bench clean server deploy worker
+.PHONY: run test browser lint lock bench clean server pool deploy deploy-production worker
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,9 +26,15 @@ $(UV):
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
+	touch $@ $(VENV)/.runtime
+
+# Running the pipeline needs only the runtime dependencies (no test or lint tools); `--inexact` keeps the
+# dev tools of an earlier `make test` rather than removing them.
+$(VENV)/.runtime: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
 	touch $@
 
-run: $(VENV)/.synced
+run: $(VENV)/.runtime
 	$(PY) -m flows.daily $(ARGS)
 
 test: $(VENV)/.synced browser
@@ -55,19 +61,29 @@ lock: $(UV)
 clean:
 	rm -rf $(VENV) $(TOOLS) data .prefect .pytest_cache
 
-# Deployment on a Prefect server (README "Deploy"): `make server` in one terminal, then `make deploy` and
-# `make worker`. PREFECT_API_URL selects another server or Prefect Cloud.
+# Deployment on a Prefect server (README "Deploy"): `make server` in one terminal, then `make deploy` (or
+# `make deploy-production`) and `make worker`. PREFECT_API_URL selects another server or Prefect Cloud.
 PREFECT_SERVER_PORT ?= 4200
 DEPLOY_API_URL := $(or $(PREFECT_API_URL),http://127.0.0.1:$(PREFECT_SERVER_PORT)/api)
 WORK_POOL ?= x-pipeline
+PREFECT := PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect
 
-server: $(VENV)/.synced
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_SERVER_PORT)
+# The UI asks the API at PREFECT_UI_API_URL, which does not follow --port (FIELD_NOTES): set it too.
+server: $(VENV)/.runtime
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_SERVER_PORT)/api \
+		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_SERVER_PORT)
 
-deploy: $(VENV)/.synced
-	PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || \
-		PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect work-pool create $(WORK_POOL) --type process
-	PREFECT_API_URL=$(DEPLOY_API_URL) $(VENV)/bin/prefect --no-prompt deploy --all
+pool: $(VENV)/.runtime
+	$(PREFECT) work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || $(PREFECT) work-pool create $(WORK_POOL) --type process
 
-worker: $(VENV)/.synced
+# Trying it out: sample posts into a local folder and a DuckDB file on the worker.
+deploy: pool
+	$(PREFECT) --no-prompt deploy --name daily --name backfill
+
+# Production: the X API, the S3 lake and the warehouse, from the blocks `python -m blocks.create` saves.
+deploy-production: pool
+	PREFECT_API_URL=$(DEPLOY_API_URL) $(PY) -m blocks.create --check
+	$(PREFECT) --no-prompt deploy --name production --name backfill-production
+
+worker: $(VENV)/.runtime
 	PREFECT_API_URL=$(DEPLOY_API_URL) X_PIPELINE_DIR=$(CURDIR) $(VENV)/bin/prefect worker start --pool $(WORK_POOL)

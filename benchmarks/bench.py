@@ -4,7 +4,7 @@ One run lands N sample tweets as the raw gzip JSON-lines files the pipeline land
 then runs each case on that same input in its own process, so peak RSS is the case's alone
 (`os.wait4` returns the child's rusage):
 
-- `pipeline`: `tasks.curate.curate_raw_files`, the body of the flow's `curate_day` task: normalize
+- `pipeline`: `tasks.lake.curate.curate_raw_files`, the body of the flow's `curate_day` task: normalize
   every raw file, spool, dedupe, and write Parquet + gzip CSV for every table plus manifests. It runs
   at N tweets and at a tenth of N (the first raw files) to show that peak memory stays bounded.
 - `baseline`: the classic tutorial pipeline: `json.loads` per page, a Python dict per tweet, a list of
@@ -69,8 +69,8 @@ class CaseResult:
 def run_pipeline(root: Path, keys: list[str], expected_tweets: int, rows_per_file: int | None) -> dict[str, Any]:
     from prefect.filesystems import LocalFileSystem
 
-    from tasks.bucket import LocalBucket
-    from tasks.curate import ROWS_PER_FILE, curate_raw_files, part_count
+    from tasks.lake.bucket import LocalBucket
+    from tasks.lake.curate import ROWS_PER_FILE, curate_raw_files, part_count
 
     bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
     parts = part_count(expected_tweets, rows_per_file or ROWS_PER_FILE)
@@ -137,7 +137,7 @@ def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
-    from tasks.normalize import RAW_LINE_SCHEMA
+    from tasks.lake.normalize import RAW_LINE_SCHEMA
     from tasks.schema import PARQUET_COMPRESSION
 
     parse = pajson.ParseOptions(explicit_schema=RAW_LINE_SCHEMA, unexpected_field_behavior="ignore")
@@ -178,9 +178,9 @@ def generate(root: Path, n_tweets: int, seed: int) -> dict[str, Any]:
     """Land `n_tweets` sample tweets as raw files, exactly as the flow's fetch-and-land does."""
     from prefect.filesystems import LocalFileSystem
 
-    from tasks.bucket import LocalBucket
-    from tasks.land import land_pages
-    from tasks.source import SampleSource
+    from tasks.lake.bucket import LocalBucket
+    from tasks.lake.land import land_pages
+    from tasks.sources.sample import SampleSource
 
     bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
     started = time.perf_counter()

@@ -154,12 +154,37 @@ def create_blocks(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
+# The blocks the `production` deployment references (prefect.yaml, `production_storage` and `x_token`).
+PRODUCTION_BLOCKS = (f"s3-bucket/{LAKE_BLOCK}", f"{Warehouse.get_block_type_slug()}/{WAREHOUSE_BLOCK}",
+                     f"secret/{BEARER_TOKEN_BLOCK}")
+
+
+def missing_production_blocks() -> list[str]:
+    missing = []
+    for slug in PRODUCTION_BLOCKS:
+        try:
+            Block.load(slug, _sync=True)
+        except ValueError:
+            missing.append(slug)
+    return missing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    args = argparse.ArgumentParser(
         prog="python -m blocks.create",
         description="Create or update the X pipeline's Prefect blocks from environment variables "
-        "(see README, 'S3 data lake and blocks'). Safe to re-run.",
-    ).parse_args(argv)
+        "(see README, 'Production'). Safe to re-run.",
+    )
+    args.add_argument("--check", action="store_true",
+                      help="save nothing: check that the blocks the production deployment uses exist")
+    if args.parse_args(argv).check:
+        if missing := missing_production_blocks():
+            print(f"error: the production deployment needs {', '.join(missing)}: set X_LAKE_BUCKET, "
+                  "WAREHOUSE_KIND, X_BEARER_TOKEN (README \"Production\") and run `python -m blocks.create`",
+                  file=sys.stderr)
+            return 1
+        print(f"found {', '.join(PRODUCTION_BLOCKS)}")
+        return 0
     try:
         lines = create_blocks(os.environ)
     except ConfigError as exc:

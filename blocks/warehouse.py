@@ -15,7 +15,11 @@ class Warehouse(Block):
     _block_type_slug = "x-pipeline-warehouse"
     _description = "Target database of the X pipeline (DuckDB file, PostgreSQL or Amazon Redshift)."
 
-    kind: Literal["duckdb", "postgresql", "redshift"] = Field(default="duckdb")
+    # Required, with no default: a block reference (`{"$ref": ...}`) in a deployment's parameters must not
+    # also validate as a Warehouse of all defaults, or Prefect's schema check finds it ambiguous.
+    kind: Literal["duckdb", "postgresql", "redshift"] = Field(
+        description="duckdb (a file), postgresql, or redshift"
+    )
     url: str = Field(
         default="data/warehouse.duckdb",
         description="DuckDB file path, or a SQLAlchemy URL without the password "

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.daily import process_day
-from tasks.curate import ROWS_PER_FILE
-from tasks.summary import RunSummary
+from flows.daily import TAGS, process_day
+from flows.settings import PipelineSettings, StorageSettings
+from tasks.runs.summary import RunSummary
 
 
 def days_between(start: date, end: date) -> list[date]:
@@ -28,10 +29,8 @@ def days_between(start: date, end: date) -> list[date]:
 # A task around the subflow lets a task runner run days side by side; the subflow keeps each day's
 # story (and its failure) visible on its own in the UI.
 @task(name="replay-day", task_run_name="replay-{day}", cache_policy=NO_CACHE, persist_result=False)
-def replay_day(day: date, bucket_block: str | None, warehouse_block: str | None, rows_per_file: int,
-               local_root: str) -> RunSummary:
-    return process_day(day=day, source="replay", bucket_block=bucket_block, warehouse_block=warehouse_block,
-                       rows_per_file=rows_per_file, local_root=local_root)
+def replay_day(day: date, settings: PipelineSettings) -> RunSummary:
+    return process_day(day=day, settings=settings)
 
 
 @flow(name="x-backfill", flow_run_name="backfill-{start}..{end}", log_prints=True, persist_result=False)
@@ -39,28 +38,27 @@ def backfill(
     start: date,
     end: date,
     max_parallel: int = 4,
-    bucket_block: str | None = None,
-    warehouse_block: str | None = None,
-    rows_per_file: int = ROWS_PER_FILE,
-    local_root: str = "data",
+    storage: StorageSettings = StorageSettings(),  # noqa: B008
 ) -> dict[str, int]:
     """Replay every day from `start` to `end` (inclusive) from landed raw pages; returns tweets per day.
 
     Days run in parallel, at most `max_parallel` at a time. Every day is attempted even when another
     fails; the flow then fails naming the failed days, which a re-run (idempotent) retries.
+
+    Args:
+        start: The first UTC day to replay.
+        end: The last UTC day to replay (inclusive).
+        max_parallel: The most days replayed at the same time (at least 1).
+        storage: The bucket holding the landed pages and the warehouse to load (the daily deployment's).
     """
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
     days = days_between(start, end)
+    settings = PipelineSettings.for_replay(storage)
     logger = get_run_logger()
     logger.info("replaying %d days, %s to %s, %d at a time", len(days), start, end, max_parallel)
-    with ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
-        futures = {
-            day: runner.submit(replay_day, {"day": day, "bucket_block": bucket_block,
-                                            "warehouse_block": warehouse_block,
-                                            "rows_per_file": rows_per_file, "local_root": local_root})
-            for day in days
-        }
+    with tags(*TAGS, *(flow_run.tags or ())), ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
+        futures = {day: runner.submit(replay_day, {"day": day, "settings": settings}) for day in days}
         wait(list(futures.values()))
     failed = [day for day, future in futures.items() if not future.state.is_completed()]
     if failed:

@@ -1,65 +1,54 @@
 """`python -m flows.daily`: the daily flow from the command line.
 
-Options are checked before anything runs, and every error a user or operator can fix ends in one line
+The options are the fields of `PipelineSettings` (flows/settings.py), with their descriptions as help:
+one definition for the flows, the Prefect UI's Run form and this command line. Options are checked
+before anything runs, and every error a user or operator can fix ends in one line
 naming the fix (exit status 1), never a traceback; any other error is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import duckdb
 import sqlalchemy as sa
+from prefect import Flow
+from prefect.blocks.core import Block
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
-from flows.daily import DEFAULT_QUERIES, MAX_LOOKBACK_HOURS, InvalidParameter, check_day, daily
-from tasks.analyze import AnalysisError
-from tasks.bucket import BucketError, TransientBucketError
-from tasks.curate import ROWS_PER_FILE
-from tasks.lease import DEFAULT_WAIT_SECONDS, LeaseLostError
-from tasks.source import PermanentSourceError
-from tasks.summary import IncompleteDayError
-from tasks.warehouse import WarehouseError
-from tasks.x_api import XApiUnavailable
+from flows.settings import InvalidParameter, PipelineSettings, check_day
+from tasks.analytics.analyze import AnalysisError
+from tasks.lake.bucket import BucketError, TransientBucketError
+from tasks.lake.land import PermanentSourceError
+from tasks.runs.lease import LeaseLostError
+from tasks.runs.summary import IncompleteDayError, RunSummary
+from tasks.sources.x_api import XApiUnavailable
+from tasks.warehouse.base import WarehouseError
 
 T = TypeVar("T")
+# Repeatable options read better in the singular: `--query a --query b`.
+OPTION_NAMES = {"queries": "--query", "accounts": "--account"}
 
 
-def positive_int(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise InvalidParameter(f"{n} is not a positive whole number")
-    return n
+def option_name(name: str, field: FieldInfo) -> str:
+    """The option of a settings field: `--kebab-case`, `--<name>-block` for a block (it takes a block name)."""
+    if name in OPTION_NAMES:
+        return OPTION_NAMES[name]
+    return f"--{name.replace('_', '-')}{'-block' if _block_class(field) else ''}"
 
 
-def lookback_hours(text: str) -> float:
-    hours = float(text)
-    if not 0 < hours < MAX_LOOKBACK_HOURS:
-        raise InvalidParameter(f"{hours:g} is not between 0 and {MAX_LOOKBACK_HOURS} hours "
-                               "(recent search's window)")
-    return hours
-
-
-def seconds_to_wait(text: str) -> float:
-    seconds = float(text)
-    if not seconds >= 0:
-        raise InvalidParameter(f"{seconds:g} is not a number of seconds >= 0")
-    return seconds
-
-
-def http_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidParameter(f"{text!r} is not an http(s) URL such as https://x-proxy.example.com")
-    return text
+def _block_class(field: FieldInfo) -> type[Block] | None:
+    return next((a for a in get_args(field.annotation) if isinstance(a, type) and issubclass(a, Block)), None)
 
 
 def writable_folder(text: str) -> str:
@@ -88,43 +77,74 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """One option per field of `PipelineSettings`, with its description as help (flows/settings.py)."""
     p = argparse.ArgumentParser(
         prog="python -m flows.daily",
         description="Run the daily X pipeline once. With no options: today's UTC day on embedded defaults.",
     )
     p.add_argument("--day", type=_argument(lambda text: check_day(date.fromisoformat(text))), default=None,
                    help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
-    p.add_argument("--query", dest="queries", action="append", default=None,
-                   help=f"search query; repeat for several (default: {DEFAULT_QUERIES})")
-    p.add_argument("--account", dest="accounts", action="append", default=[],
-                   help="X username whose timeline to fetch (x_api); repeat for several")
-    p.add_argument("--source", choices=["sample", "x_api", "replay"], default="sample",
-                   help="sample: bundled pages; x_api: X API v2; replay: re-run from landed raw pages")
-    p.add_argument("--bucket-block", default=None, help="bucket block, e.g. s3-bucket/x-lake (default: local folder)")
-    p.add_argument("--warehouse-block", default=None, help="x-pipeline-warehouse block name (default: DuckDB file)")
-    p.add_argument("--x-token-block", default=None, help="Secret block with the X bearer token (or X_BEARER_TOKEN)")
-    p.add_argument("--x-lookback-hours", type=_argument(lookback_hours), default=72,
-                   help="x_api: how far back a query's first run reaches (under 168, recent search's window)")
-    p.add_argument("--x-api-base-url", type=_argument(http_url), default=None,
-                   help="x_api: send requests to this host instead of https://api.twitter.com (a proxy)")
-    p.add_argument("--sample-tweets", type=_argument(positive_int), default=400,
-                   help="tweets per query from the sample source")
-    p.add_argument("--rows-per-file", type=_argument(positive_int), default=ROWS_PER_FILE,
-                   help="rows per curated part file")
-    p.add_argument("--local-root", type=_argument(writable_folder), default="data",
-                   help="folder for the embedded bucket and warehouse")
-    p.add_argument("--lease-wait-seconds", type=_argument(seconds_to_wait), default=DEFAULT_WAIT_SECONDS,
-                   help="how long to wait for another run of the same day to end before failing (0: fail at once)")
-    return p.parse_args(argv)
+    p.add_argument("--max-catchup-days", type=int, default=None, help="the most days one catch-up run processes")
+    for name, field in PipelineSettings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        options: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description} (default: {default})"}
+        if field.annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(field.annotation) is list:
+            options["action"] = "append"
+        elif get_origin(field.annotation) is Literal:
+            options["choices"] = get_args(field.annotation)
+        elif (block := _block_class(field)) is not None:
+            options["metavar"] = "NAME"
+            options["help"] = f"{field.description} NAME: a saved {block.get_block_type_slug()} block"
+        if name == "local_root":
+            options["type"] = _argument(writable_folder)
+        p.add_argument(option_name(name, field), **options)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The day, the catch-up bound and the run's `settings`; a bad value exits (status 2) with one line
+    naming its option. Blocks are loaded by name here, so a missing one is reported before the run."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {name: getattr(args, name) for name in PipelineSettings.model_fields if getattr(args, name) is not None}
+    try:
+        settings = PipelineSettings(**given)
+    except ValidationError as exc:
+        send_prefect_queues()  # loading a block queues events: their shutdown messages come before the error line
+        error = exc.errors()[0]
+        if not error["loc"]:  # the options together are refused (production blocks with sample data)
+            sys.exit(f"error: {_one_line(str(error['msg']).removeprefix('Value error, '))}")
+        parser.error(settings_error(exc))
+    return argparse.Namespace(day=args.day, max_catchup_days=args.max_catchup_days, settings=settings)
+
+
+def settings_error(exc: ValidationError) -> str:
+    """The first problem of one option in one line, naming the option."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    name = str(error["loc"][0])
+    return f"argument {option_name(name, PipelineSettings.model_fields[name])}: {message}"
 
 
 def send_prefect_queues(timeout_seconds: float = 10) -> None:
     """Send the run's queued logs and events to the Prefect API now rather than at interpreter exit, so
     that Prefect's shutdown messages ("Still processing items ...") come before the CLI's own last lines.
-    (Prefect's test harness drains the same two workers.)"""
-    APILogWorker.drain_all(timeout=timeout_seconds)
-    EventsWorker.drain_all(timeout=timeout_seconds)
+    (Prefect's test harness drains the same two workers.) Their "Still processing items" progress
+    warnings are silenced while draining: here the wait is deliberate, and the CLI's last line is its own."""
+    workers = (APILogWorker, EventsWorker)
+    loggers = [logging.getLogger(worker.__name__) for worker in workers]  # each service logs under its class name
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        for worker in workers:
+            worker.drain_all(timeout=timeout_seconds)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _one_line(text: object) -> str:
@@ -156,24 +176,12 @@ def error_line(exc: BaseException) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(daily: Flow[..., RunSummary], argv: Sequence[str] | None = None) -> int:
+    """Run `daily` (flows/daily.py passes itself: this module does not import the flow) with the options."""
     args = parse_args(argv)
     try:
-        summary = daily(
-            day=args.day,
-            queries=args.queries or DEFAULT_QUERIES,
-            accounts=args.accounts,
-            source=args.source,
-            bucket_block=args.bucket_block,
-            warehouse_block=args.warehouse_block,
-            x_token_block=args.x_token_block,
-            x_lookback_hours=args.x_lookback_hours,
-            x_api_base_url=args.x_api_base_url,
-            sample_tweets=args.sample_tweets,
-            rows_per_file=args.rows_per_file,
-            local_root=args.local_root,
-            lease_wait_seconds=args.lease_wait_seconds,
-        )
+        options = {} if args.max_catchup_days is None else {"max_catchup_days": args.max_catchup_days}
+        summary = daily(day=args.day, settings=args.settings, **options)
     except Exception as exc:
         if (line := error_line(exc)) is None:
             raise

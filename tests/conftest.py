@@ -29,7 +29,7 @@ for _var in ("PREFECT_API_URL", "PREFECT_API_KEY", "AWS_PROFILE"):
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from tasks.bucket import LocalBucket
+from tasks.lake.bucket import LocalBucket
 from tests.net import free_port
 
 DAY = date(2026, 11, 24)
@@ -123,7 +123,7 @@ def x_api_server():
 def curate_frames():
     """Writes a day's normalized frames as curated parts and manifests (the curate stage's own code);
     `sample_frames(day, n)` gives such frames from the bundled sample generator."""
-    from tasks.curate import DaySpool, write_tables
+    from tasks.lake.curate import DaySpool, write_tables
     from tasks.schema import TABLES
 
     def curate(bucket, day: date, frames: dict, parts: int = 1) -> dict:
@@ -139,10 +139,9 @@ def curate_frames():
 
 @pytest.fixture
 def sample_frames():
-    from tasks.land import encode_pages
-    from tasks.normalize import normalize_raw_file
-    from tasks.sample import generate_pages
-    from tasks.source import FetchedPage
+    from tasks.lake.land import FetchedPage, encode_pages
+    from tasks.lake.normalize import normalize_raw_file
+    from tasks.sources.sample import generate_pages
 
     def frames(day: date, tweets: int = 120, query: str = "q") -> dict:
         request = {"source": "sample", "query": query, "fetched_at": f"{day.isoformat()}T23:59:59.999Z"}
@@ -158,7 +157,7 @@ REDSHIFT_COPY_ROLE = "arn:aws:iam::123456789012:role/RedshiftCopy"
 @pytest.fixture
 def lake(s3_bucket_block):
     """The S3 lake on moto's server, as the pipeline's stages see it."""
-    from tasks.s3 import S3Lake
+    from tasks.lake.s3 import S3Lake
 
     return S3Lake(s3_bucket_block)
 
@@ -171,9 +170,9 @@ def redshift(pg_server: str, moto_server: str):
     by the Redshift grammar gate, and by the contract tests on a real cluster)."""
     import uuid
 
-    from tasks.postgres import DEFAULT_TIMEOUTS, Timeouts, engine_url
-    from tasks.redshift import CopyAuthorization, CopyOptions, RedshiftWarehouse
-    from tests.tasks.redshift_copy_double import RedshiftCopyDouble
+    from tasks.warehouse.postgres import DEFAULT_TIMEOUTS, Timeouts, engine_url
+    from tasks.warehouse.redshift import CopyAuthorization, CopyOptions, RedshiftWarehouse
+    from tests.tasks.warehouse.redshift_copy_double import RedshiftCopyDouble
 
     made = []
 

@@ -1,7 +1,7 @@
 """A local X API v2 server on 127.0.0.1 for the tests: tweepy talks to it over HTTP.
 
 It serves recent search (`/2/tweets/search/recent`), user lookup (`/2/users/by/username/:name`) and
-user timelines (`/2/users/:id/tweets`) from tweets made by `tasks.sample.generate_pages`, newest first,
+user timelines (`/2/users/:id/tweets`) from tweets made by `tasks.sources.sample.generate_pages`, newest first,
 with `includes.users`, `includes.tweets`, partial `errors` for authors it cannot expand, and the
 `x-rate-limit-*` headers. It honours `since_id`, `start_time`, `end_time`, `max_results` and
 `next_token`/`pagination_token`, checks the bearer token, logs every request, and can be scripted to
@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from tasks.sample import generate_pages, snowflake_time
+from tasks.sources.sample import generate_pages, snowflake_time
 
 SEARCH_PATH = "/2/tweets/search/recent"
 RATE_LIMIT = 450

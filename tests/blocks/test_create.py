@@ -14,7 +14,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 
 from blocks.create import ConfigError, create_blocks
 from blocks.warehouse import Warehouse
-from tasks.bucket import load_bucket
+from tasks.lake import open_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -94,7 +94,7 @@ def test_default_credential_chain(prefect_server: None, moto_server: str, keys: 
     credentials = AwsCredentials.load("x-pipeline")
     assert credentials.aws_access_key_id is None and credentials.aws_secret_access_key is None
     assert any(line.startswith("skipped secret/x-bearer-token") for line in lines)
-    assert load_bucket("s3-bucket/x-lake").describe() == "s3://chain-lake"
+    assert open_bucket(S3Bucket.load("x-lake")).describe() == "s3://chain-lake"
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,16 @@
-"""prefect.yaml on a real `prefect server start`: deploy, schedule, and a worker that completes a run.
+"""prefect.yaml on a real Prefect server (`make server`): deploy, schedule, the Run form's parameter
+schema, and workers that complete a run of the trial deployment and of the production one.
 
-Everything runs as the README's Deploy section says, with the repository's own executables, from a
-copy of the repository (so the test can check that `prefect deploy` leaves prefect.yaml unchanged)
-and a worker started in another directory (so the pull step, not the deploying machine's path,
-finds the code).
+Everything runs as the README's Deploy and Production sections say, with the repository's own
+executables, from a copy of the repository (so the test can check that `prefect deploy` leaves
+prefect.yaml unchanged) and a worker started in another directory (so the pull step, not the deploying
+machine's path, finds the code). The production run reaches moto's S3, a PostgreSQL server and the
+local X API server, all on this machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -30,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAY = date(2026, 11, 24)
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+PRODUCTION_QUERIES = ["#DataEng", "prefect polars"]
 
 
 class Processes:
@@ -40,7 +44,8 @@ class Processes:
         self.started: list[subprocess.Popen] = []
 
     def start(self, *args: str, cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=cwd, env={**self.env, **(env or {})},
+        command = [args[0] if args[0] == "make" else str(BIN / args[0]), *args[1:]]
+        proc = subprocess.Popen(command, cwd=cwd, env={**self.env, **(env or {})},
                                 stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(proc)
         return proc
@@ -90,7 +95,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     })
     procs = Processes(env)
     try:
-        server = procs.start("prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+        # As the README starts it: `make server` on a port of its own (the repository's venv is already synced).
+        server = procs.start("make", "-s", "-C", str(REPO), "server", f"PREFECT_SERVER_PORT={port}",
                              cwd=base, log=base / "server.log")
         deadline = time.monotonic() + 90
         while True:
@@ -124,7 +130,56 @@ def test_deploy_leaves_prefect_yaml_unchanged_and_is_idempotent(deployed: dict) 
     assert [s["id"] for s in daily["schedules"]] == [s["id"] for s in before["schedules"]]
     assert len(daily["schedules"]) == 1
     names = {d["name"] for d in client.post("/deployments/filter", json={}).json()}
-    assert names == {"daily", "backfill"}
+    assert names == {"daily", "backfill", "production", "backfill-production"}
+
+
+def test_make_server_on_another_port_serves_a_ui_that_talks_to_that_port(deployed: dict) -> None:
+    settings = httpx.get(deployed["api"].removesuffix("/api") + "/ui-settings", timeout=10).json()
+    assert settings["api_url"] == deployed["api"]
+
+
+def _described(schema: dict) -> list[str]:
+    """Every parameter of the Run form, nested settings included, as `path: description`."""
+    definitions = schema.get("definitions", {})
+    found = []
+
+    def visit(properties: dict, path: str) -> None:
+        for name, prop in properties.items():
+            found.append(f"{path}{name}: {prop.get('description') or ''}")
+            ref = prop.get("$ref", "").removeprefix("#/definitions/")
+            if ref in definitions and "block_type_slug" not in definitions[ref]:
+                visit(definitions[ref]["properties"], f"{path}{name}.")
+
+    visit(schema["properties"], "")
+    return found
+
+
+def _block_types(schema: dict, model: str) -> dict[str, str]:
+    """The block type of each block-typed field of a settings model in the schema."""
+    definitions = schema["definitions"]
+    types = {}
+    for name, prop in definitions[model]["properties"].items():
+        for option in prop.get("anyOf", [prop]):
+            target = definitions.get(option.get("$ref", "").removeprefix("#/definitions/"), {})
+            if "block_type_slug" in target:
+                types[name] = target["block_type_slug"]
+    return types
+
+
+def test_the_run_form_describes_every_parameter_and_offers_block_pickers(deployed: dict) -> None:
+    client: httpx.Client = deployed["client"]
+    for name, model, blocks in [
+        ("x-daily/production", "PipelineSettings",
+         {"bucket": "s3-bucket", "warehouse": "x-pipeline-warehouse", "x_token": "secret"}),
+        ("x-backfill/backfill-production", "StorageSettings", {"bucket": "s3-bucket", "warehouse": "x-pipeline-warehouse"}),
+    ]:
+        schema = client.get(f"/deployments/name/{name}").json()["parameter_openapi_schema"]
+        described = _described(schema)
+        assert len(described) > len(schema["properties"]), described  # the settings' fields are in the form
+        assert [d for d in described if d.endswith(": ")] == [], f"{name}: parameters without a description"
+        assert _block_types(schema, model) == blocks
+        fields = schema["definitions"][model]["properties"]
+        assert [f["title"] for f in fields.values() if "_" in f["title"]] == []  # words, not snake_case
 
 
 def test_daily_deployment_has_its_cron_schedule_and_scheduled_runs(deployed: dict) -> None:
@@ -139,8 +194,12 @@ def test_daily_deployment_has_its_cron_schedule_and_scheduled_runs(deployed: dic
         {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $X_PIPELINE_DIR }}"}}
     ]
     assert str(deployed["repo"]) not in str(daily)  # nothing of the deploying machine's paths
-    # Unset Prefect variables: the block parameters are empty, i.e. the embedded defaults.
-    assert daily["parameters"]["bucket_block"] == "" and daily["parameters"]["source"] == "sample"
+    # The trial deployment runs on the embedded defaults; the production one names its source and blocks.
+    assert daily["parameters"] == {"max_catchup_days": 7}
+    production = client.get("/deployments/name/x-daily/production").json()
+    settings = production["parameters"]["settings"]
+    assert settings["source"] == "x_api" and settings["bucket"] == {"$ref": {"block_document_slug": "s3-bucket/x-lake"}}
+    assert production["schedules"][0]["schedule"]["cron"] == "45 23 * * *" and "production" in production["tags"]
 
     deadline = time.monotonic() + 30
     while True:
@@ -178,8 +237,9 @@ def test_a_worker_in_another_directory_completes_a_triggered_run(deployed: dict)
     local_root = deployed["base"] / "data"
     elsewhere = deployed["base"] / "worker-cwd"
     elsewhere.mkdir()
+    settings = json.dumps({"local_root": str(local_root), "sample_tweets": 100})
     out = procs.run("prefect", "deployment", "run", "x-daily/daily", "--param", f"day={DAY}",
-                    "--param", f"local_root={local_root}", "--param", "sample_tweets=100", cwd=elsewhere)
+                    "--param", f"settings={settings}", cwd=elsewhere)
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", out)[1]
 
     procs.run("prefect", "worker", "start", "--pool", "x-pipeline", "--run-once", cwd=elsewhere,
@@ -191,6 +251,7 @@ def test_a_worker_in_another_directory_completes_a_triggered_run(deployed: dict)
     children = client.post("/flow_runs/filter", json={
         "flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}).json()
     assert [c["name"] for c in children] == [f"day-{DAY}"]
+    assert {"x-pipeline", "daily"} <= set(children[0]["tags"])  # filtering by the deployment's tags shows the day
     con = duckdb.connect(str(local_root / "warehouse.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT COUNT(*) FROM tweets").fetchone()[0] == 300  # 3 default queries x 100
@@ -198,3 +259,66 @@ def test_a_worker_in_another_directory_completes_a_triggered_run(deployed: dict)
         con.close()
     artifacts = client.post("/artifacts/filter", json={"artifacts": {"key": {"any_": [f"x-pipeline-run-{DAY}"]}}})
     assert artifacts.json(), "the run summary artifact is missing"
+
+
+def test_the_production_deployment_runs_on_s3_postgresql_and_the_x_api(
+    deployed: dict, moto_server: str, aws_env: None, pg_server: str, x_api_server, request: pytest.FixtureRequest
+) -> None:
+    """README "Production", step by step: blocks from the environment, the check, a run of `production`."""
+    import boto3
+    import psycopg2
+
+    client: httpx.Client = deployed["client"]
+    procs: Processes = deployed["procs"]
+    day = date.today() - timedelta(days=1)  # within recent search's 7 days
+    published = set().union(*(x_api_server.publish(q, day, 60) for q in PRODUCTION_QUERIES))
+    bucket, schema = "production-lake", f"production_{abs(hash(request.node.nodeid)) % 10**6}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    environment = {"AWS_ACCESS_KEY_ID": "production-key-id", "AWS_SECRET_ACCESS_KEY": "production-secret",
+                   "AWS_REGION": "us-east-1", "S3_ENDPOINT_URL": moto_server, "X_LAKE_BUCKET": bucket,
+                   "X_BEARER_TOKEN": x_api_server.token, "WAREHOUSE_KIND": "postgresql", "WAREHOUSE_URL": pg_server,
+                   "WAREHOUSE_SCHEMA": schema}
+    check = procs.start("python", "-m", "blocks.create", "--check", cwd=deployed["repo"], log=deployed["base"] / "c.log")
+    assert check.wait(timeout=120) == 1 and "python -m blocks.create" in (deployed["base"] / "c.log").read_text()
+    procs.run("python", "-m", "blocks.create", cwd=deployed["repo"], env=environment)
+    procs.run("python", "-m", "blocks.create", "--check", cwd=deployed["repo"])
+
+    # The deployment's own settings; only the X API's host is this machine's server instead of api.twitter.com.
+    settings = client.get("/deployments/name/x-daily/production").json()["parameters"]["settings"]
+    settings |= {"queries": PRODUCTION_QUERIES, "x_api_base_url": x_api_server.url,
+                 "local_root": str(deployed["base"] / "production-worker")}
+    out = procs.run("prefect", "deployment", "run", "x-daily/production", "--param", f"day={day}",
+                    "--param", f"settings={json.dumps(settings)}", cwd=deployed["base"])
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", out)[1]
+    procs.run("prefect", "worker", "start", "--pool", "x-pipeline", "--run-once", cwd=deployed["base"],
+              env={"X_PIPELINE_DIR": str(deployed["repo"])}, timeout=180)
+
+    run = _settled_flow_run(client, run_id)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert run["parameters"]["settings"]["bucket"] == {"$ref": {"block_document_slug": "s3-bucket/x-lake"}}
+    [child] = client.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}).json()
+    assert child["parameters"]["settings"]["source"] == "x_api" and "production" in child["tags"]
+    assert environment["AWS_SECRET_ACCESS_KEY"] not in json.dumps(child["parameters"])
+    assert x_api_server.log and all(r.authorized for r in x_api_server.log)  # the run called the X API
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+            .list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith("raw/x_api/") for k in keys) and f"runs/dt={day}/summary.json" in keys
+    with psycopg2.connect(pg_server) as con, con.cursor() as cur:
+        cur.execute(f'SELECT "tweet_id" FROM "{schema}"."tweets"')
+        assert {str(r[0]) for r in cur.fetchall()} == published
+    assert not (deployed["base"] / "production-worker").exists()  # nothing on the embedded defaults
+
+
+def test_a_production_run_of_the_trial_deployment_is_refused_in_one_line(deployed: dict) -> None:
+    """The trial deployment's sample source with the production bucket: the run fails before it starts."""
+    client: httpx.Client = deployed["client"]
+    settings = {"bucket": {"$ref": {"block_document_slug": "s3-bucket/x-lake"}}}
+    response = client.post(f"/deployments/{client.get('/deployments/name/x-daily/daily').json()['id']}/create_flow_run",
+                           json={"parameters": {"day": str(DAY), "settings": settings}})
+    assert response.status_code == 201, response.text
+    run_id = response.json()["id"]
+    deployed["procs"].run("prefect", "worker", "start", "--pool", "x-pipeline", "--run-once", cwd=deployed["base"],
+                          env={"X_PIPELINE_DIR": str(deployed["repo"])}, timeout=150)
+    run = _settled_flow_run(client, run_id)
+    assert run["state"]["type"] == "FAILED", run["state"]
+    assert "source 'sample' would write synthetic posts into the production blocks" in run["state"]["message"]

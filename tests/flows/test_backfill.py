@@ -8,10 +8,11 @@ from pydantic import SecretStr
 
 from flows.backfill import backfill, days_between
 from flows.daily import daily
-from tasks.bucket import load_bucket
-from tasks.land import landed_raw_keys
+from flows.settings import PipelineSettings, StorageSettings
+from tasks.lake import open_bucket
+from tasks.lake.land import landed_raw_keys
 from tasks.schema import TABLES
-from tasks.x_api import BearerToken, XApiSource, XApiUnavailable
+from tasks.sources.x_api import BearerToken, XApiSource, XApiUnavailable
 
 
 def _counts(root: Path) -> dict[str, int]:
@@ -25,11 +26,11 @@ def _counts(root: Path) -> dict[str, int]:
 def test_backfill_of_two_days_replays_the_same_rows(prefect_server, tmp_path: Path, day: date) -> None:
     first = day - timedelta(days=1)
     for each in (first, day):
-        daily(day=each, queries=["#DataEng", "prefect polars"], sample_tweets=120, local_root=str(tmp_path))
+        daily(day=each, settings=PipelineSettings(queries=["#DataEng", "prefect polars"], sample_tweets=120, local_root=str(tmp_path)))
     original = _counts(tmp_path)
     (tmp_path / "warehouse.duckdb").unlink()
 
-    tweets = backfill(start=first, end=day, max_parallel=2, local_root=str(tmp_path))
+    tweets = backfill(start=first, end=day, max_parallel=2, storage=StorageSettings(local_root=str(tmp_path)))
 
     assert _counts(tmp_path) == original
     assert original["tweets"] > 0
@@ -37,9 +38,9 @@ def test_backfill_of_two_days_replays_the_same_rows(prefect_server, tmp_path: Pa
 
 
 def test_backfill_fails_naming_the_days_without_raw_pages(prefect_server, tmp_path: Path, day: date) -> None:
-    daily(day=day, queries=["#DataEng"], sample_tweets=30, local_root=str(tmp_path))
+    daily(day=day, settings=PipelineSettings(queries=["#DataEng"], sample_tweets=30, local_root=str(tmp_path)))
     with pytest.raises(RuntimeError, match=f"1 of 2 days: {day - timedelta(days=1)}$"):
-        backfill(start=day - timedelta(days=1), end=day, local_root=str(tmp_path))
+        backfill(start=day - timedelta(days=1), end=day, storage=StorageSettings(local_root=str(tmp_path)))
 
 
 def test_backfill_of_a_day_whose_landing_was_interrupted_loads_nothing_and_writes_no_summary(
@@ -48,7 +49,7 @@ def test_backfill_of_a_day_whose_landing_was_interrupted_loads_nothing_and_write
     x_api_server.publish("#DataEng", day, 350)
     for n in (3, 4):  # the API fails on the third page, after two pages were landed
         x_api_server.fail(502, on_request=n)
-    bucket = load_bucket(None, tmp_path / "lake")
+    bucket = open_bucket(None, tmp_path)
     noon_after = datetime.combine(day + timedelta(days=1), time(12), tzinfo=UTC)
     source = XApiSource(BearerToken(SecretStr(x_api_server.token), "set the token"), max_attempts=2,
                         api_base_url=x_api_server.url, backoff_seconds=0.05, clock=lambda: noon_after)
@@ -57,7 +58,7 @@ def test_backfill_of_a_day_whose_landing_was_interrupted_loads_nothing_and_write
     assert landed_raw_keys(bucket, day)  # half a day is in the bucket
 
     with pytest.raises(RuntimeError, match=f"1 of 1 days: {day}$"):
-        backfill(start=day, end=day, local_root=str(tmp_path))
+        backfill(start=day, end=day, storage=StorageSettings(local_root=str(tmp_path)))
 
     assert not bucket.list(f"runs/dt={day}/summary.json")
     assert not (tmp_path / "warehouse.duckdb").exists()

@@ -13,18 +13,20 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 from pydantic import SecretStr
 
-from flows.cli import error_line, main, parse_args
-from flows.daily import daily, utc_today
-from tasks.analyze import AnalysisError
-from tasks.bucket import LocalBucket, TransientBucketError, load_bucket
-from tasks.catchup import successful_days
-from tasks.land import fetch_and_land, landed_raw_keys
-from tasks.postgres import PostgresWarehouse, engine_url
-from tasks.s3 import S3Lake
+from flows.cli import error_line, main, option_name, parse_args
+from flows.daily import daily
+from flows.settings import PipelineSettings, utc_today
+from tasks.analytics.analyze import AnalysisError
+from tasks.lake import open_bucket
+from tasks.lake.bucket import LocalBucket, TransientBucketError
+from tasks.lake.land import FetchedPage, fetch_and_land, landed_raw_keys
+from tasks.lake.s3 import S3Lake
+from tasks.runs.catchup import successful_days
+from tasks.runs.summary import IncompleteDayError, incomplete_key
 from tasks.schema import METRICS_DAILY, TABLES
-from tasks.source import FetchedPage, SampleSource
-from tasks.summary import IncompleteDayError, incomplete_key
-from tasks.x_api import BearerToken, XApiSource, XApiUnavailable
+from tasks.sources.sample import SampleSource
+from tasks.sources.x_api import BearerToken, XApiSource, XApiUnavailable
+from tasks.warehouse.postgres import PostgresWarehouse, engine_url
 from tests.net import free_port
 
 QUERIES = ["#DataEng", "prefect polars"]
@@ -42,9 +44,9 @@ def _snapshot(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def test_daily_twice_on_the_same_day_changes_nothing(prefect_server, tmp_path: Path, day: date) -> None:
-    first = daily(day=day, queries=QUERIES, sample_tweets=300, local_root=str(tmp_path))
+    first = daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=300, local_root=str(tmp_path)))
     keys_1, counts_1 = _snapshot(tmp_path)
-    second = daily(day=day, queries=QUERIES, sample_tweets=300, local_root=str(tmp_path))
+    second = daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=300, local_root=str(tmp_path)))
     keys_2, counts_2 = _snapshot(tmp_path)
 
     assert all(counts_1[name] > 0 for name in TABLES), counts_1
@@ -62,10 +64,10 @@ def test_daily_twice_on_the_same_day_changes_nothing(prefect_server, tmp_path: P
 
 
 def test_replay_gives_the_same_rows(prefect_server, tmp_path: Path, day: date) -> None:
-    daily(day=day, queries=QUERIES, sample_tweets=150, local_root=str(tmp_path))
+    daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=150, local_root=str(tmp_path)))
     _, counts = _snapshot(tmp_path)
     (tmp_path / "warehouse.duckdb").unlink()
-    daily(day=day, source="replay", local_root=str(tmp_path))
+    daily(day=day, settings=PipelineSettings(source="replay", local_root=str(tmp_path)))
     _, replayed = _snapshot(tmp_path)
     assert replayed == counts
 
@@ -87,15 +89,15 @@ class FetchLostMidDay(SampleSource):
 def test_replay_of_a_day_whose_landing_was_interrupted_fails_naming_the_query(
     prefect_server, tmp_path: Path, day: date
 ) -> None:
-    bucket = load_bucket(None, tmp_path / "lake")
-    daily(day=day, queries=QUERIES[1:], sample_tweets=150, local_root=str(tmp_path))
+    bucket = open_bucket(None, tmp_path)
+    daily(day=day, settings=PipelineSettings(queries=QUERIES[1:], sample_tweets=150, local_root=str(tmp_path)))
     land_once = fetch_and_land.with_options(retries=0)
     with pytest.raises(ConnectionError):
         land_once(FetchLostMidDay(pages_before_failure=4), bucket, QUERIES[0], day, pages_per_file=2)
     assert len(landed_raw_keys(bucket, day, "sample")) == 2 + 1  # two files of the cut query, one complete
 
     with pytest.raises(RuntimeError, match=f"{day} is not complete.*{QUERIES[0]}.*ConnectionError"):
-        daily(day=day, source="replay", local_root=str(tmp_path))
+        daily(day=day, settings=PipelineSettings(source="replay", local_root=str(tmp_path)))
 
     runs = tmp_path / "lake" / "runs" / f"dt={day}"
     assert not (runs / "summary.json").exists()  # the earlier run's record of success is withdrawn too
@@ -105,19 +107,32 @@ def test_replay_of_a_day_whose_landing_was_interrupted_fails_naming_the_query(
 
 def test_replay_of_a_day_with_no_raw_pages_fails_clearly(prefect_server, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing to replay"):
-        daily(day=date(2020, 1, 1), source="replay", local_root=str(tmp_path))
+        daily(day=date(2020, 1, 1), settings=PipelineSettings(source="replay", local_root=str(tmp_path)))
 
 
 def test_cli_defaults_to_today_on_embedded_defaults() -> None:
     args = parse_args([])
-    assert args.day is None and args.source == "sample" and args.bucket_block is None
-    assert parse_args(["--day", "2026-11-01", "--query", "a", "--query", "b"]).queries == ["a", "b"]
+    assert args.day is None and args.settings == PipelineSettings()
+    assert parse_args(["--day", "2026-11-01", "--query", "a", "--query", "b"]).settings.queries == ["a", "b"]
+
+
+def test_cli_has_an_option_with_help_for_every_setting(capsys: pytest.CaptureFixture) -> None:
+    """The command line is built from the settings model: a new setting is an option with its description."""
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, field in PipelineSettings.model_fields.items():
+        assert option_name(name, field) in help_text and " ".join(field.description.split()) in help_text, name
+    assert "--bucket-block NAME" in help_text and "--x-token-block NAME" in help_text
+    settings = parse_args(["--source", "x_api", "--account", "@prefect", "--x-lookback-hours", "12",
+                           "--no-allow-sample-data"]).settings
+    assert (settings.source, settings.accounts, settings.x_lookback_hours) == ("x_api", ["prefect"], 12)
 
 
 def test_a_run_without_a_day_catches_up_from_the_last_successful_day(prefect_server, tmp_path: Path) -> None:
     today = utc_today()
-    daily(day=today - timedelta(days=2), queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
-    last = daily(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path), max_catchup_days=7)
+    daily(day=today - timedelta(days=2), settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
+    last = daily(max_catchup_days=7, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
     assert last.day == today
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={today - timedelta(days=n)}" for n in (2, 1, 0)]
@@ -134,7 +149,7 @@ def test_analysis_failure_keeps_the_load_and_does_not_block_catch_up(prefect_ser
     con.execute(ddl)
     con.close()
     with pytest.raises(AnalysisError, match=f"analysis failed for {failing}"):
-        daily(day=failing, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+        daily(day=failing, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
     summary = orjson.loads((tmp_path / "lake" / f"runs/dt={failing}/summary.json").read_bytes())
     assert summary["analysis"]["status"] == "failed" and "CHECK" in summary["analysis"]["reason"]
     assert summary["tables"]["tweets"]["total"] == 100
@@ -143,7 +158,7 @@ def test_analysis_failure_keeps_the_load_and_does_not_block_catch_up(prefect_ser
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     con.execute('DROP TABLE "metrics_daily"')
     con.close()
-    last = daily(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path), max_catchup_days=7)
+    last = daily(max_catchup_days=7, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
     assert last.day == today and last.analysis == {"status": "ok"}
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={failing}", f"dt={today}"]
@@ -156,13 +171,13 @@ def _lake(root: Path) -> LocalBucket:
 def test_failed_rerun_of_a_successful_day_is_not_left_marked_done(
     prefect_server, tmp_path: Path, day: date
 ) -> None:
-    daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+    daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
     assert day in successful_days(_lake(tmp_path))
     # The re-run rewrites the day's raw and curated files, then fails at the load.
     (tmp_path / "warehouse.duckdb").write_bytes(b"not a DuckDB file")
 
     with pytest.raises(duckdb.Error):
-        daily(day=day, queries=QUERIES, sample_tweets=50, local_root=str(tmp_path))
+        daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
 
     assert day not in successful_days(_lake(tmp_path))  # so catch-up runs the day again
 
@@ -170,14 +185,14 @@ def test_failed_rerun_of_a_successful_day_is_not_left_marked_done(
 def test_a_day_with_a_truncated_raw_file_fails_naming_it_and_is_not_marked_done(
     prefect_server, tmp_path: Path, day: date
 ) -> None:
-    daily(day=day, queries=QUERIES, sample_tweets=150, local_root=str(tmp_path))
+    daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=150, local_root=str(tmp_path)))
     lake = _lake(tmp_path)
     cut = landed_raw_keys(lake, day)[0]
     whole = lake.read(cut)
     lake.write(cut, whole[: len(whole) // 2])
 
     with pytest.raises(IncompleteDayError, match=f"1 raw file could not be read.*{cut}"):
-        daily(day=day, source="replay", local_root=str(tmp_path))
+        daily(day=day, settings=PipelineSettings(source="replay", local_root=str(tmp_path)))
 
     assert day not in successful_days(lake)
     summary = orjson.loads(lake.read(incomplete_key(day)))
@@ -195,10 +210,13 @@ ONE_ATTEMPT = {"retries": {"max_attempts": 1}}  # boto3: fail at once, the test 
         (["--day", str(TOMORROW)], f"argument --day: day {TOMORROW} is after today"),
         (["--day", "2006-03-20"], "argument --day: day 2006-03-20 is before 2006-03-21"),
         (["--day", "2026-02-30"], "argument --day:"),
-        (["--rows-per-file", "0"], "argument --rows-per-file: 0 is not a positive"),
-        (["--sample-tweets", "-5"], "argument --sample-tweets: -5 is not a positive"),
-        (["--x-lookback-hours", "0"], "argument --x-lookback-hours: 0 is not between 0 and 168"),
-        (["--x-lookback-hours", "168"], "argument --x-lookback-hours: 168 is not between 0 and 168"),
+        (["--rows-per-file", "0"], "argument --rows-per-file: Input should be greater than or equal to 1"),
+        (["--sample-tweets", "-5"], "argument --sample-tweets: Input should be greater than or equal to 1"),
+        (["--sample-tweets", "many"], "argument --sample-tweets: Input should be a valid integer"),
+        (["--x-lookback-hours", "0"], "argument --x-lookback-hours: Input should be greater than 0"),
+        (["--x-lookback-hours", "168"], "argument --x-lookback-hours: Input should be less than 168"),
+        (["--lease-wait-seconds", "-1"], "argument --lease-wait-seconds: Input should be greater than or equal to 0"),
+        (["--source", "csv"], "argument --source: invalid choice: 'csv'"),
         (["--x-api-base-url", "x.example.com"], "--x-api-base-url: 'x.example.com' is not an http(s) URL"),
         (["--x-api-base-url", "ftp://x.example"], "--x-api-base-url: 'ftp://x.example' is not an http(s)"),
     ],
@@ -226,14 +244,14 @@ def test_cli_refuses_a_local_root_that_is_not_a_writable_directory(
         last_line = capsys.readouterr().err.strip().splitlines()[-1]
         assert "argument --local-root:" in last_line and problem in last_line, last_line
     new_folder = str(tmp_path / "new" / "folder")
-    assert parse_args(["--local-root", new_folder]).local_root == new_folder  # made by the run
+    assert parse_args(["--local-root", new_folder]).settings.local_root == new_folder  # made by the run
 
 
 def test_a_future_day_is_refused_by_the_flow_and_leaves_the_dashboard_alone(
     prefect_server, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match=f"day {TOMORROW} is after today"):
-        daily(day=TOMORROW, queries=QUERIES, sample_tweets=20, local_root=str(tmp_path))
+        daily(day=TOMORROW, settings=PipelineSettings(queries=QUERIES, sample_tweets=20, local_root=str(tmp_path)))
     assert not (tmp_path / "dashboard").exists() and not (tmp_path / "lake").exists()
 
 
@@ -247,7 +265,7 @@ def test_cli_with_the_duckdb_file_locked_by_another_process_ends_in_one_line(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(SystemExit) as exit:
-            main(["--day", str(day), "--query", "#DataEng", "--sample-tweets", "20",
+            main(daily, ["--day", str(day), "--query", "#DataEng", "--sample-tweets", "20",
                   "--local-root", str(tmp_path)])
     finally:
         holder.kill()

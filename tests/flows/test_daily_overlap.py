@@ -18,15 +18,18 @@ import orjson
 import polars as pl
 import pytest
 from prefect.settings import PREFECT_API_URL
+from prefect_aws import S3Bucket
 
 import flows.daily
-import tasks.lease
+import tasks.runs.lease
 from flows.daily import process_day
-from tasks.bucket import Bucket, load_bucket
-from tasks.curate import curated_prefix, manifest_key
-from tasks.land import landed_raw_keys
-from tasks.lease import DayBusyError, DayLease
-from tasks.summary import RunSummary
+from flows.settings import PipelineSettings
+from tasks.lake import open_bucket
+from tasks.lake.bucket import Bucket
+from tasks.lake.curate import curated_prefix, manifest_key
+from tasks.lake.land import landed_raw_keys
+from tasks.runs.lease import DayBusyError, DayLease
+from tasks.runs.summary import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +54,8 @@ def _day_data(bucket: Bucket, root: Path, day: date) -> dict[str, Any]:
 def _clean_runs(root: Path, day: date, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The day after `runs`, one after the other, on a fresh local folder: what an overlap must equal."""
     for run in runs:
-        process_day(day=day, local_root=str(root), **run)
-    return _day_data(load_bucket(None, root / "lake"), root, day)
+        process_day(day=day, settings=PipelineSettings(local_root=str(root), **run))
+    return _day_data(open_bucket(None, root), root, day)
 
 
 def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary],
@@ -60,7 +63,7 @@ def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary
     """Runs `first` in a thread and, once it has landed its pages, `second` in another thread while
     `first` waits before curating; `first` goes on when `second` has ended or waits for the day's lease."""
     first_landed, second_ended = threading.Event(), threading.Event()
-    curate_day, lease_sleep = flows.daily.curate_day, tasks.lease.sleep
+    curate_day, lease_sleep = flows.daily.curate_day, tasks.runs.lease.sleep
     outcomes: dict[str, RunSummary | BaseException] = {}
 
     def paused_curate(*args: Any, **kwargs: Any) -> Any:
@@ -83,7 +86,7 @@ def _overlapping(monkeypatch: pytest.MonkeyPatch, first: Callable[[], RunSummary
                 ended.set()
 
     monkeypatch.setattr(flows.daily, "curate_day", paused_curate)
-    monkeypatch.setattr(tasks.lease, "sleep", waiting_for_the_lease)
+    monkeypatch.setattr(tasks.runs.lease, "sleep", waiting_for_the_lease)
     threads = [threading.Thread(target=run, args=("first", first, None), name="first")]
     threads[0].start()
     assert first_landed.wait(120), "the first run did not land"
@@ -107,10 +110,12 @@ def test_two_runs_of_the_same_day_at_once_lose_no_tweets(
         block = "s3-bucket/overlap-lake"
 
     def first() -> RunSummary:
-        return process_day(day=day, bucket_block=block, local_root=str(root), **FIRST)
+        return process_day(day=day, settings=PipelineSettings(bucket=block, local_root=str(root),
+                                                              allow_sample_data=True, **FIRST))
 
     def second() -> RunSummary:
-        return process_day(day=day, bucket_block=block, local_root=str(root), lease_wait_seconds=wait, **SECOND)
+        return process_day(day=day, settings=PipelineSettings(bucket=block, local_root=str(root), lease_wait_seconds=wait,
+                                                              allow_sample_data=True, **SECOND))
 
     outcomes = _overlapping(monkeypatch, first, second)
 
@@ -125,12 +130,12 @@ def test_two_runs_of_the_same_day_at_once_lose_no_tweets(
     # Every run that ended well has all its tweets in the lake's curated files and the warehouse, and nothing
     # else is there: the same as those runs one after the other.
     expected = _clean_runs(tmp_path / "clean", day, succeeded)
-    got = _day_data(load_bucket(block, root / "lake"), root, day)
+    got = _day_data(open_bucket(S3Bucket.load(block.split("/")[1]) if block else None, root), root, day)
     assert got == expected, {k: f"{len(got[k])} (expected {len(expected[k])})" for k in got}
 
 
 def test_cli_of_a_day_another_run_holds_fails_with_one_line(prefect_server: None, tmp_path: Path, day: date) -> None:
-    holder = DayLease(load_bucket(None, tmp_path / "lake"), day, owner="flow run day-x (id-1) on host-a pid 7")
+    holder = DayLease(open_bucket(None, tmp_path), day, owner="flow run day-x (id-1) on host-a pid 7")
     holder.acquire(wait_seconds=0)
     cli = subprocess.run(
         [sys.executable, "-m", "flows.daily", "--day", day.isoformat(), "--local-root", str(tmp_path),

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from blocks.warehouse import Warehouse
 from flows.daily import daily
-from tasks.analyze import view_selects
+from flows.settings import PipelineSettings
+from tasks.analytics.analyze import view_selects
 from tasks.schema import TABLES
 from tests.prefect_api import poll, send_logs
 
@@ -26,9 +27,9 @@ def test_daily_loads_every_table_into_postgresql_and_reruns_identically(
     schema = f"daily_{uuid.uuid4().hex[:8]}"
     s3_bucket_block.save(name)
     Warehouse(kind="postgresql", url=pg_server, password=SecretStr(SECRET), db_schema=schema).save(name)
-    params = {"day": day, "queries": ["#DataEng", "prefect polars"], "sample_tweets": 120,
-              "bucket_block": f"s3-bucket/{name}", "warehouse_block": f"x-pipeline-warehouse/{name}",
-              "local_root": str(tmp_path)}
+    params = {"day": day, "settings": PipelineSettings(
+        queries=["#DataEng", "prefect polars"], sample_tweets=120, bucket=f"s3-bucket/{name}",
+        warehouse=f"x-pipeline-warehouse/{name}", local_root=str(tmp_path), allow_sample_data=True)}
 
     first = daily(**params)
     counts_1 = _counts(pg_server, schema)

@@ -12,9 +12,10 @@ import orjson
 import pytest
 from prefect.blocks.system import Secret
 
-from flows.daily import daily, utc_today
+from flows.daily import daily
+from flows.settings import PipelineSettings, utc_today
 from tasks.schema import TABLES
-from tasks.x_api import XApiAuthError
+from tasks.sources.x_api import XApiAuthError
 from tests.xapi_server import SEARCH_PATH
 
 QUERIES = ["#DataEng", "prefect polars", "(redshift OR s3) lang:en"]
@@ -45,7 +46,8 @@ def test_three_queries_through_a_429_and_two_5xx_then_only_newer_posts(
     x_api_server.fail(503, on_request=2)   # the first query's second page
     x_api_server.fail(429, on_request=6)   # the second query, mid-way through its pages
     x_api_server.fail(502, on_request=10)  # the third query's second page
-    options = {"queries": QUERIES, "source": "x_api", "x_api_base_url": x_api_server.url, "local_root": str(tmp_path)}
+    options = {"settings": PipelineSettings(queries=QUERIES, source="x_api", x_api_base_url=x_api_server.url,
+                                            local_root=str(tmp_path))}
 
     first = daily(day=yesterday, **options)
 
@@ -78,8 +80,7 @@ def test_a_refused_token_fails_the_flow_at_once_and_stays_out_of_the_logs(
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()
     with pytest.raises(XApiAuthError) as failure:
-        daily(day=utc_today(), queries=QUERIES, source="x_api", x_token_block="x-bearer-token-rejected",
-              x_api_base_url=x_api_server.url, local_root=str(tmp_path))
+        daily(day=utc_today(), settings=PipelineSettings(queries=QUERIES, source="x_api", x_token="x-bearer-token-rejected", x_api_base_url=x_api_server.url, local_root=str(tmp_path)))
     elapsed = time.monotonic() - started
 
     with capfd.disabled():
@@ -100,13 +101,12 @@ def test_replaying_an_x_api_day_gives_the_same_rows(
     yesterday = utc_today() - timedelta(days=1)
     for q in QUERIES[:2]:
         x_api_server.publish(q, yesterday, 150)
-    daily(day=yesterday, queries=QUERIES[:2], source="x_api", x_api_base_url=x_api_server.url,
-          local_root=str(tmp_path))
+    daily(day=yesterday, settings=PipelineSettings(queries=QUERIES[:2], source="x_api", x_api_base_url=x_api_server.url, local_root=str(tmp_path)))
     original = {t: warehouse_rows(tmp_path, t) for t in TABLES}
     requests_made = len(x_api_server.log)
     (tmp_path / "warehouse.duckdb").unlink()
 
-    daily(day=yesterday, source="replay", local_root=str(tmp_path))
+    daily(day=yesterday, settings=PipelineSettings(source="replay", local_root=str(tmp_path)))
 
     assert len(x_api_server.log) == requests_made  # no API call
     assert original["tweets"] and {t: warehouse_rows(tmp_path, t) for t in TABLES} == original
@@ -121,8 +121,7 @@ def test_tweets_landed_by_a_failed_attempt_are_counted_after_the_retry(
     for n in range(2, 7):  # the second page fails five times: the first attempt lands page 1, then gives up
         x_api_server.fail(503, on_request=n)
 
-    summary = daily(day=yesterday, queries=QUERIES[:1], source="x_api", x_api_base_url=x_api_server.url,
-                    local_root=str(tmp_path))
+    summary = daily(day=yesterday, settings=PipelineSettings(queries=QUERIES[:1], source="x_api", x_api_base_url=x_api_server.url, local_root=str(tmp_path)))
 
     # The failed attempt landed page 1; the task's retry resumed on page 2.
     assert [r.status for r in x_api_server.log] == [200] + [503] * 5 + [200] * 2
@@ -137,8 +136,9 @@ def test_a_malformed_page_fails_the_day_without_a_success_summary_and_a_rerun_co
     yesterday = utc_today() - timedelta(days=1)
     published = x_api_server.publish(QUERIES[0], yesterday, 250)
     x_api_server.fail(200, on_request=2)  # the second page's body is cut off: not JSON
-    options = {"day": yesterday, "queries": QUERIES[:1], "source": "x_api",
-               "x_api_base_url": x_api_server.url, "local_root": str(tmp_path)}
+    options = {"day": yesterday, "settings": PipelineSettings(queries=QUERIES[:1], source="x_api",
+                                                              x_api_base_url=x_api_server.url,
+                                                              local_root=str(tmp_path))}
     lake = tmp_path / "lake" / "runs" / f"dt={yesterday}"
 
     with pytest.raises(RuntimeError, match=f"{yesterday} is not complete.*#DataEng.*not JSON"):

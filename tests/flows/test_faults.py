@@ -36,21 +36,24 @@ import duckdb
 import orjson
 import pytest
 
-from flows.daily import daily, utc_today
-from tasks.bucket import Bucket, load_bucket
-from tasks.curate import SPOOL_PREFIX
-from tasks.land import (
+from flows.daily import daily
+from flows.settings import PipelineSettings, utc_today
+from tasks.lake import open_bucket
+from tasks.lake.bucket import Bucket
+from tasks.lake.curate import SPOOL_PREFIX
+from tasks.lake.land import (
     LANDING_RECORD,
     UNFINISHED,
+    FetchedPage,
     LandedQuery,
     land_pages,
     landed_raw_keys,
     write_landing,
 )
-from tasks.lease import DayBusyError, LeaseRecord, lease_key, utc_now
+from tasks.runs.lease import DayBusyError, LeaseRecord, lease_key, utc_now
+from tasks.runs.summary import IncompleteDayError, incomplete_key, summary_key
 from tasks.schema import METRIC_TABLES, TABLES, quote_ident
-from tasks.source import FetchedPage, SampleSource
-from tasks.summary import IncompleteDayError, incomplete_key, summary_key
+from tasks.sources.sample import SampleSource
 from tests.faults import BOUNDARIES
 
 Tables = dict[str, list[tuple[Any, ...]]]
@@ -63,7 +66,7 @@ GENEROUS = 300.0  # seconds: bounds of waits that end in seconds on a quiet mach
 
 # -- reading what a run left --------------------------------------------------------------------------
 def lake_of(root: Path) -> Bucket:
-    return load_bucket(None, root / "lake")
+    return open_bucket(None, root)
 
 
 def warehouse_tables(root: Path) -> Tables:
@@ -154,7 +157,7 @@ def clean_replay(lake: Bucket, day: date, workdir: Path, leave_out: Collection[s
         fresh = lake_of(root)
         for key, data in files.items():
             fresh.write(key, data)
-        daily(day=day, source="replay", local_root=str(root))
+        daily(day=day, settings=PipelineSettings(source="replay", local_root=str(root)))
         _REPLAYS[digest] = Replay(warehouse_tables(root), run_record(fresh, day))
     return _REPLAYS[digest]
 
@@ -269,7 +272,7 @@ def baseline(prefect_server: None, day: date, tmp_path_factory: pytest.TempPathF
     a killed re-run with new data must not leave the warehouse mixing the two."""
     if day not in _baselines:
         root = tmp_path_factory.mktemp("baseline")
-        daily(day=day, queries=KILL_QUERIES, sample_tweets=BASELINE_TWEETS, local_root=str(root))
+        daily(day=day, settings=PipelineSettings(queries=KILL_QUERIES, sample_tweets=BASELINE_TWEETS, local_root=str(root)))
         _baselines[day] = root
     return _baselines[day]
 
@@ -291,7 +294,7 @@ def test_kill_between_stages_then_a_rerun_equals_a_clean_replay(
     # lease (another run waits for it to expire) and, killed mid-curate, its spool folder.
     assert not has_success_record(lake, day)
     with pytest.raises(DayBusyError, match=rf"pid {run.proc.pid} holds its lease"):
-        daily(day=day, queries=KILL_QUERIES, sample_tweets=KILL_TWEETS, local_root=str(root), lease_wait_seconds=0)
+        daily(day=day, settings=PipelineSettings(queries=KILL_QUERIES, sample_tweets=KILL_TWEETS, local_root=str(root), lease_wait_seconds=0))
     spool = f"{SPOOL_PREFIX}{run.proc.pid}-*"
     assert bool(list(Path(tempfile.gettempdir()).glob(spool))) is (boundary == "mid-curate")
     left = warehouse_tables(root)
@@ -300,9 +303,9 @@ def test_kill_between_stages_then_a_rerun_equals_a_clean_replay(
     if boundary == "mid-landing":  # a replay (or backfill) of the day refuses it, and loads nothing
         # The record written when the landing started still says so (land_pages keeps it).
         with pytest.raises(IncompleteDayError, match=f"not complete.*sample {re.escape(repr(KILL_QUERIES[1]))}: {re.escape(UNFINISHED)}"):
-            daily(day=day, source="replay", local_root=str(root))
+            daily(day=day, settings=PipelineSettings(source="replay", local_root=str(root)))
         assert warehouse_tables(root) == left and not has_success_record(lake, day)
-    daily(day=day, queries=KILL_QUERIES, sample_tweets=KILL_TWEETS, local_root=str(root))
+    daily(day=day, settings=PipelineSettings(queries=KILL_QUERIES, sample_tweets=KILL_TWEETS, local_root=str(root)))
 
     assert has_success_record(lake, day) and incomplete_key(day) not in lake.list("runs/")
     assert_equals_clean_replay(root, day, tmp_path)
@@ -329,25 +332,24 @@ def test_two_concurrent_runs_of_one_day_with_different_data_lose_no_tweet(
 ) -> None:
     """The first run is a CLI process, stopped while it holds the day's lease with its pages landed; the
     second, another query and size, starts in this process meanwhile and fails at once or waits."""
-    import tasks.lease
+    import tasks.runs.lease
 
     root = tmp_path / "day"
     first = start_stopped("landed", ["--day", day.isoformat(), "--local-root", str(root), "--query", FIRST_QUERY,
                                      "--sample-tweets", str(FIRST_TWEETS)], tmp_path / "first.log")
     waiting = threading.Event()
-    real_sleep = tasks.lease.sleep
+    real_sleep = tasks.runs.lease.sleep
 
     def waiting_for_the_lease(seconds: float) -> None:
         waiting.set()
         real_sleep(min(seconds, 0.05))
 
-    monkeypatch.setattr(tasks.lease, "sleep", waiting_for_the_lease)
+    monkeypatch.setattr(tasks.runs.lease, "sleep", waiting_for_the_lease)
     outcome: list[object] = []
 
     def second() -> None:
         try:
-            outcome.append(daily(day=day, queries=[SECOND_QUERY], sample_tweets=SECOND_TWEETS,
-                                 local_root=str(root), lease_wait_seconds=wait))
+            outcome.append(daily(day=day, settings=PipelineSettings(queries=[SECOND_QUERY], sample_tweets=SECOND_TWEETS, local_root=str(root), lease_wait_seconds=wait)))
         except Exception as exc:  # noqa: BLE001 - the outcome under test
             outcome.append(exc)
 
@@ -389,7 +391,7 @@ def test_a_run_stalled_past_its_lease_leaves_no_day_marked_done_without_the_othe
                                      "--sample-tweets", str(FIRST_TWEETS)], tmp_path / "first.log")
     lake = lake_of(root)
     expire_lease(lake, day)  # the first run is frozen (a paused VM) past its lease
-    daily(day=day, queries=[SECOND_QUERY], sample_tweets=SECOND_TWEETS, local_root=str(root), lease_wait_seconds=0)
+    daily(day=day, settings=PipelineSettings(queries=[SECOND_QUERY], sample_tweets=SECOND_TWEETS, local_root=str(root), lease_wait_seconds=0))
     landed = sample_ids(FIRST_QUERY, FIRST_TWEETS, day) | sample_ids(SECOND_QUERY, SECOND_TWEETS, day)
     assert warehouse_tweet_ids(root) == landed  # the second run took the lease over and did the whole day
 
@@ -416,8 +418,8 @@ def test_malformed_page_mid_pagination_fails_the_day_then_a_rerun_equals_a_clean
     published = set().union(*(x_api_server.publish(q, day, n) for q, n in X_QUERIES.items()))
     x_api_server.fail(200, on_request=4)  # the second query's second page of three: a body that is not JSON
     root = tmp_path / "day"
-    options: dict[str, Any] = {"day": day, "queries": list(X_QUERIES), "source": "x_api",
-                               "x_api_base_url": x_api_server.url, "local_root": str(root)}
+    options: dict[str, Any] = {"day": day, "settings": PipelineSettings(
+        queries=list(X_QUERIES), source="x_api", x_api_base_url=x_api_server.url, local_root=str(root))}
 
     with pytest.raises(IncompleteDayError, match=f"{day} is not complete.*prefect polars.*not JSON"):
         daily(**options)
@@ -444,7 +446,7 @@ def test_truncated_raw_file_fails_the_day_naming_it_and_the_rest_equals_a_clean_
     prefect_server: None, tmp_path: Path, day: date
 ) -> None:
     root = tmp_path / "day"
-    sample = {"queries": KILL_QUERIES, "sample_tweets": 80, "local_root": str(root)}
+    sample = {"settings": PipelineSettings(queries=KILL_QUERIES, sample_tweets=80, local_root=str(root))}
     daily(day=day, **sample)
     lake = lake_of(root)
     cut, whole = landed_raw_keys(lake, day)[0], sample_ids(KILL_QUERIES[0], 80, day)
@@ -452,7 +454,7 @@ def test_truncated_raw_file_fails_the_day_naming_it_and_the_rest_equals_a_clean_
     lake.write(cut, data[: len(data) // 2])
 
     with pytest.raises(IncompleteDayError, match=f"1 raw file could not be read .*{re.escape(cut)}"):
-        daily(day=day, source="replay", local_root=str(root))
+        daily(day=day, settings=PipelineSettings(source="replay", local_root=str(root)))
 
     assert not has_success_record(lake, day)
     record = run_record(lake, day)
@@ -543,7 +545,7 @@ def test_bad_values_cost_only_their_tweet_or_value_each_counted_by_reason(
     victims = land_with_bad_values(lake, day, "#DataEng", 150)
     land_clean(lake, day, "prefect polars", 40)
 
-    summary = daily(day=day, source="replay", local_root=str(root))
+    summary = daily(day=day, settings=PipelineSettings(source="replay", local_root=str(root)))
 
     assert has_success_record(lake, day)
     assert summary.skipped == {"tweet id not a string": 1, BAD_TEXT: 2, "user id not a string": 1}
