@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
             options["action"] = argparse.BooleanOptionalAction
         elif get_origin(field.annotation) is list:
             options["action"] = "append"
+            options["metavar"] = option_name(name, field).removeprefix("--").upper()  # one value per option
         elif get_origin(field.annotation) is Literal:
             options["choices"] = get_args(field.annotation)
         elif (block := _block_class(field)) is not None:

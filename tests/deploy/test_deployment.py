@@ -239,8 +239,9 @@ def test_a_worker_in_another_directory_completes_a_triggered_run(deployed: dict)
     elsewhere.mkdir()
     settings = json.dumps({"local_root": str(local_root), "sample_tweets": 100})
     out = procs.run("prefect", "deployment", "run", "x-daily/daily", "--param", f"day={DAY}",
-                    "--param", f"settings={settings}", cwd=elsewhere)
+                    "--param", f"settings={settings}", "--flow-run-name", f"daily-{DAY}", cwd=elsewhere)
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", out)[1]
+    assert client.get(f"/flow_runs/{run_id}").json()["name"] == f"daily-{DAY}"  # named at creation (README)
 
     procs.run("prefect", "worker", "start", "--pool", "x-pipeline", "--run-once", cwd=elsewhere,
               env={"X_PIPELINE_DIR": str(deployed["repo"])}, timeout=150)

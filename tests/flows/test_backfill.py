@@ -9,10 +9,12 @@ from pydantic import SecretStr
 from flows.backfill import backfill, days_between
 from flows.daily import daily
 from flows.settings import PipelineSettings, StorageSettings
+from tasks.analytics.dashboard import ARTIFACT_KEY
 from tasks.lake import open_bucket
 from tasks.lake.land import landed_raw_keys
 from tasks.schema import TABLES
 from tasks.sources.x_api import BearerToken, XApiSource, XApiUnavailable
+from tests.prefect_api import poll
 
 
 def _counts(root: Path) -> dict[str, int]:
@@ -35,6 +37,12 @@ def test_backfill_of_two_days_replays_the_same_rows(prefect_server, tmp_path: Pa
     assert _counts(tmp_path) == original
     assert original["tweets"] > 0
     assert set(tweets) == {str(first), str(day)} and all(n > 0 for n in tweets.values())
+    # The UI's dashboard link stays on the latest day by date, even when an older day is analyzed last.
+    backfill(start=first, end=first, storage=StorageSettings(local_root=str(tmp_path)))
+    artifacts = poll(lambda client: client.read_latest_artifacts(),
+                     lambda found: any(a.key == f"{ARTIFACT_KEY}-{first}" for a in found))
+    [latest] = [a for a in artifacts if a.key == ARTIFACT_KEY]
+    assert f"dashboard for {day}]" in str(latest.data), latest.data
 
 
 def test_backfill_fails_naming_the_days_without_raw_pages(prefect_server, tmp_path: Path, day: date) -> None:

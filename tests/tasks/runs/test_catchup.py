@@ -47,3 +47,12 @@ def test_today_is_processed_again_and_an_earlier_hole_is_not_filled_past_a_later
 def test_max_catchup_days_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         plan_catch_up([], TODAY, 0)
+
+
+def test_a_run_after_todays_success_says_today_is_processed_again() -> None:
+    plan = plan_catch_up(_days_ago(1, 0), TODAY, max_catchup_days=7)
+    assert plan.days == [TODAY] and plan.last_success == TODAY - timedelta(days=1) and plan.today_done
+    assert plan.describe() == ("last successful day before today: 2026-11-23; today already succeeded once and "
+                               "is processed again for newer posts; processing 2026-11-24")
+    first = plan_catch_up([], TODAY, max_catchup_days=7)
+    assert first.describe() == "last successful day before today: none on record; processing 2026-11-24"
