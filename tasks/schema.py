@@ -361,6 +361,68 @@ METRICS_DAILY = _metric(
     (),
     "headline numbers of a day; a day with no tweets has a row of zeros",
 )
+def _known(name: str, what: str) -> Column:
+    return _c(name, "int64", False, doc=f"tweets of the day that carry {what}")
+
+
+METRICS_COVERAGE = _metric(
+    "metrics_coverage",
+    (
+        _c("tweets", "int64", False),
+        _known("tweets_with_fields", "any field beyond the defaults (id, text, edit_history_tweet_ids)"),
+        _known("tweets_with_counts", "public_metrics (like, retweet, reply or quote count)"),
+        _known("tweets_with_author", "author_id"),
+        _known("tweets_with_created_at", "created_at"),
+        _known("tweets_with_lang", "a language code"),
+    ),
+    (),
+    "which inputs the day's tweets carry: a metric whose inputs no tweet carries is unknown, not zero",
+)
+METRICS_QUERY_DAILY = _metric(
+    "metrics_query_daily",
+    (
+        _c("query", "string", False, max_chars=1024),
+        _c("tweets", "int64", False),
+        _c("authors", "int64", False),
+        _c("engagement", "int64", False, doc="likes + retweets + replies + quotes"),
+        _known("tweets_with_fields", "any field beyond the defaults"),
+        _known("tweets_with_counts", "public_metrics"),
+        _known("tweets_with_author", "author_id"),
+        _c("reply_tweets", "int64", False),
+        _c("quote_tweets", "int64", False),
+        _c("retweet_tweets", "int64", False),
+    ),
+    ("query",),
+    "headline numbers per query (a tweet matched by two queries counts in both)",
+)
+METRICS_QUERY_ENTITIES = _metric(
+    "metrics_query_entities",
+    (
+        _c("query", "string", False, max_chars=1024),
+        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
+        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        _c("occurrences", "int64", False),
+        _c("tweets", "int64", False),
+        _c("rank", "int64", False, doc="within the query and kind"),
+    ),
+    ("query", "kind", "value"),
+    "most used hashtags, mentioned accounts and linked domains per query",
+)
+METRICS_RISING_ENTITIES = _metric(
+    "metrics_rising_entities",
+    (
+        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
+        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        _c("occurrences", "int64", False, doc="on dt"),
+        _c("previous_occurrences", "int64", False, doc="over the previous days of the comparison window"),
+        _c("previous_days", "int64", False, doc="days of that window with tweets carrying fields"),
+        _c("previous_mean", "float64", doc="previous_occurrences / previous_days; null without such days"),
+        _c("change", "float64", doc="occurrences - previous_mean; null without such days"),
+        _c("rank", "int64", False, doc="by change (by occurrences when there is no earlier day)"),
+    ),
+    ("kind", "value"),
+    "the day's hashtags, mentions and domains that rose most against the previous days",
+)
 METRICS_VOLUME_DAILY = _metric(
     "metrics_volume_daily",
     (_c("query", "string", False, max_chars=1024), _c("tweets", "int64", False)),
@@ -461,6 +523,10 @@ METRIC_TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         METRICS_DAILY,
+        METRICS_COVERAGE,
+        METRICS_QUERY_DAILY,
+        METRICS_QUERY_ENTITIES,
+        METRICS_RISING_ENTITIES,
         METRICS_VOLUME_DAILY,
         METRICS_VOLUME_HOURLY,
         METRICS_TOP_ENTITIES,

@@ -5,6 +5,11 @@ tables of `tasks/schema.py` (`METRIC_TABLES`). Recomputing a day deletes its row
 table and inserts them again in one transaction, so re-runs and backfills leave the same rows and a
 failure leaves the previous ones. `dashboard_*` views over those tables are what BI tools read.
 
+The tables count what the tweets carry; `metrics_coverage` (and the per-query counts) record how many
+tweets carry each input (public_metrics, author_id, created_at, lang, any field beyond the defaults), and
+the views turn a metric whose inputs no tweet carried into NULL: unknown, never a zero. Replies, quotes and
+retweets are shares of the tweets whose references are known.
+
 The SQL sticks to what DuckDB, PostgreSQL and Redshift all accept: no CTEs inside INSERT, no FILTER
 clauses, no `::` casts, integer ratios cast to DOUBLE PRECISION, window functions over subqueries,
 timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour), string
@@ -14,7 +19,7 @@ literals in UNIONs cast to VARCHAR (Redshift would type them CHAR(n)).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
@@ -63,6 +68,29 @@ def _share(part: str, whole: str) -> str:
     return f"CASE WHEN {whole} = 0 THEN NULL ELSE CAST({part} AS DOUBLE PRECISION) / {whole} END"
 
 
+ENGAGEMENT_COUNTS = ("like_count", "retweet_count", "reply_count", "quote_count")
+# Optional tweet fields the pipeline asks for in one `tweet.fields` list with `referenced_tweets` and
+# `entities` (tasks/sources/x_api.py REQUEST_FIELDS). A tweet carrying none of them (nor a reference) came
+# from a request without `tweet.fields`: whether it is a reply, quote or retweet, or has hashtags, is unknown.
+OPTIONAL_TWEET_FIELDS = ("created_at", "author_id", "conversation_id", "lang", *ENGAGEMENT_COUNTS)
+RISING_DAYS = 7  # rising topics: the day against the mean of this many days before it
+
+
+def _counts_known(alias: str) -> str:
+    """The tweet carries public_metrics (X sends the four counts together)."""
+    return "(" + " OR ".join(f"{col(alias, c)} IS NOT NULL" for c in ENGAGEMENT_COUNTS) + ")"
+
+
+def _fields_known(alias: str, refs: str) -> str:
+    """The tweet carries a field beyond the defaults, or a reference (`refs` is a per-tweet subquery)."""
+    present = " OR ".join(f"{col(alias, c)} IS NOT NULL" for c in OPTIONAL_TWEET_FIELDS)
+    return f"({present} OR {col(refs, 'tweet_id')} IS NOT NULL)"
+
+
+def _flag(condition: str) -> str:
+    return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
+
+
 def _insert(table: str, schema: str | None, select: str) -> str:
     cols = ", ".join(quote_ident(c) for c in METRIC_TABLES[table].column_names)
     return f"INSERT INTO {qualified(table, schema)} ({cols})\n{select}"
@@ -81,6 +109,10 @@ def metric_statements(day: date, schema: str | None, top_n: int = DEFAULT_TOP_N)
 
     flags = {kind: col("r", f"is_{kind}") for kind in ("reply", "quote", "retweet")}
     ref_flag = "MAX(CASE WHEN {ref} = '{value}' THEN 1 ELSE 0 END) AS {name}"
+    refs = f"""SELECT {q("tweet_id")},
+    {", ".join(ref_flag.format(ref=q("reference_type"), value=value, name=q(f"is_{kind}"))
+               for kind, value in (("reply", "replied_to"), ("quote", "quoted"), ("retweet", "retweeted")))}
+  FROM {t("tweet_references")} WHERE {q("dt")} = {d} GROUP BY {q("tweet_id")}"""
     daily = f"""SELECT {d}, COUNT(*), COUNT(DISTINCT {col("t", "author_id")}), {total(_engagement("t"))},
   {total(col("t", "like_count"))}, {total(col("t", "retweet_count"))}, {total(col("t", "reply_count"))},
   {total(col("t", "quote_count"))}, {total(flags["reply"])}, {total(flags["quote"])}, {total(flags["retweet"])},
@@ -88,10 +120,7 @@ def metric_statements(day: date, schema: str | None, top_n: int = DEFAULT_TOP_N)
   {_share(total(flags["retweet"]), "COUNT(*)")}
 FROM {t("tweets")} t
 LEFT JOIN (
-  SELECT {q("tweet_id")},
-    {", ".join(ref_flag.format(ref=q("reference_type"), value=value, name=q(f"is_{kind}"))
-               for kind, value in (("reply", "replied_to"), ("quote", "quoted"), ("retweet", "retweeted")))}
-  FROM {t("tweet_references")} WHERE {q("dt")} = {d} GROUP BY {q("tweet_id")}
+  {refs}
 ) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
 WHERE {col("t", "dt")} = {d}"""
 
@@ -166,8 +195,71 @@ LEFT JOIN (
     AND {col("m", "tweet_id")} IN (SELECT {q("tweet_id")} FROM {t("tweet_metrics_daily")} WHERE {q("metric_date")} = {d})
 ) p ON {col("p", "tweet_id")} = {col("c", "tweet_id")} AND {col("p", "rn")} = 1"""
 
+    lang_known = f"{col('t', 'lang')} IS NOT NULL AND {col('t', 'lang')} <> ''"
+    coverage = f"""SELECT {d}, COUNT(*), {total(_flag(_fields_known("t", "r")))}, {total(_flag(_counts_known("t")))},
+  COUNT({col("t", "author_id")}), COUNT({col("t", "created_at")}), {total(_flag(lang_known))}
+FROM {t("tweets")} t LEFT JOIN ({refs}) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
+WHERE {col("t", "dt")} = {d}"""
+
+    query_daily = f"""SELECT {d}, {col("v", "query")}, COUNT(*), COUNT(DISTINCT {col("t", "author_id")}),
+  {total(_engagement("t"))}, {total(_flag(_fields_known("t", "r")))}, {total(_flag(_counts_known("t")))},
+  COUNT({col("t", "author_id")}), {total(flags["reply"])}, {total(flags["quote"])}, {total(flags["retweet"])}
+FROM {t("tweet_queries")} v JOIN {t("tweets")} t ON {col("t", "tweet_id")} = {col("v", "tweet_id")}
+LEFT JOIN ({refs}) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
+WHERE {col("v", "dt")} = {d} GROUP BY {col("v", "query")}"""
+
+    query_entities = "\nUNION ALL\n".join(
+        f"""SELECT {d}, {col("e", "query")}, CAST('{kind}' AS VARCHAR(16)), {col("e", "value")}, {col("e", "occurrences")},
+  {col("e", "tweets")}, {col("e", "rn")} FROM (
+  SELECT {col("g", "query")}, {col("g", "value")}, {col("g", "occurrences")}, {col("g", "tweets")},
+    ROW_NUMBER() OVER (PARTITION BY {col("g", "query")}
+      ORDER BY {col("g", "occurrences")} DESC, {col("g", "tweets")} DESC, {col("g", "value")}) AS {rn}
+  FROM (
+    SELECT {col("v", "query")}, LOWER({col("x", column)}) AS {value}, COUNT(*) AS {occurrences},
+      COUNT(DISTINCT {col("x", "tweet_id")}) AS {tweets}
+    FROM {t(table)} x JOIN {t("tweet_queries")} v ON {col("v", "tweet_id")} = {col("x", "tweet_id")}
+      AND {col("v", "dt")} = {d}
+    WHERE {col("x", "dt")} = {d} AND {col("x", column)} IS NOT NULL AND {col("x", column)} <> ''
+    GROUP BY {col("v", "query")}, LOWER({col("x", column)})
+  ) g
+) e WHERE {col("e", "rn")} <= {int(top_n)}"""
+        for kind, (table, column) in entity_sources.items()
+    )
+
+    since = day_literal(day - timedelta(days=RISING_DAYS))
+    counted = "\nUNION ALL\n".join(
+        f"""  SELECT CAST('{kind}' AS VARCHAR(16)) AS {q("kind")}, LOWER({q(column)}) AS {value},
+    {total(_flag(f"{q('dt')} = {d}"))} AS {occurrences}, {total(_flag(f"{q('dt')} < {d}"))} AS {q("previous")}
+  FROM {t(table)} WHERE {q("dt")} >= {since} AND {q("dt")} <= {d} AND {q(column)} IS NOT NULL AND {q(column)} <> ''
+  GROUP BY LOWER({q(column)})"""
+        for kind, (table, column) in entity_sources.items()
+    )
+    days, previous = col("n", "days"), col("k", "previous")
+    mean = f"CAST({previous} AS DOUBLE PRECISION) / {days}"
+    change = f"CASE WHEN {days} = 0 THEN NULL ELSE {col('k', 'occurrences')} - {mean} END"
+    has_fields = " OR ".join(f"{q(c)} IS NOT NULL" for c in OPTIONAL_TWEET_FIELDS)
+    rising = f"""SELECT {d}, {_cols("kind value occurrences previous days previous_mean change rn", "x")} FROM (
+  SELECT {col("k", "kind")}, {col("k", "value")}, {col("k", "occurrences")}, {previous}, {days},
+    CASE WHEN {days} = 0 THEN NULL ELSE {mean} END AS {q("previous_mean")}, {change} AS {q("change")},
+    ROW_NUMBER() OVER (PARTITION BY {col("k", "kind")}
+      ORDER BY COALESCE({change}, {col("k", "occurrences")}) DESC, {col("k", "occurrences")} DESC, {col("k", "value")})
+      AS {rn}
+  FROM (
+{counted}
+  ) k
+  CROSS JOIN (
+    SELECT COUNT(DISTINCT {q("dt")}) AS {q("days")} FROM {t("tweets")}
+    WHERE {q("dt")} >= {since} AND {q("dt")} < {d} AND ({has_fields})
+  ) n
+  WHERE {col("k", "occurrences")} > 0
+) x WHERE {col("x", "rn")} <= {int(top_n)}"""
+
     return [
         _insert("metrics_daily", schema, daily),
+        _insert("metrics_coverage", schema, coverage),
+        _insert("metrics_query_daily", schema, query_daily),
+        _insert("metrics_query_entities", schema, query_entities),
+        _insert("metrics_rising_entities", schema, rising),
         _insert("metrics_volume_daily", schema, volume_daily),
         _insert("metrics_volume_hourly", schema, volume_hourly),
         _insert("metrics_top_entities", schema, entities),
@@ -312,26 +404,59 @@ def view_selects(schema: str | None) -> dict[str, str]:
     def select(names: str, table: str) -> str:
         return f"SELECT {_cols(names)} FROM {t(table)}"
 
-    daily = _cols("dt tweets authors engagement like_count retweet_count reply_count quote_count reply_tweets "
-                  "quote_tweets retweet_tweets reply_share quote_share retweet_share", "m")
+    def known(alias: str, coverage: str, names: str, counted: str = "c") -> str:
+        """Each column of `alias`, NULL (unknown) when there were tweets but none carried the column's inputs
+        (`counted`.`coverage` is 0): an unknown is not a zero."""
+        return ", ".join(
+            f"CASE WHEN {col(counted, coverage)} = 0 AND {col(alias, 'tweets')} > 0 THEN NULL ELSE {col(alias, n)} END "
+            f"AS {q(n)}" for n in names.split())
+
+    def shares(alias: str) -> str:
+        """Reply, quote and retweet shares of the tweets whose references are known (`tweets_with_fields`)."""
+        return ", ".join(
+            f"{_share(col(alias, f'{kind}_tweets'), col(alias, 'tweets_with_fields'))} AS {q(f'{kind}_share')}"
+            for kind in ("reply", "quote", "retweet"))
+
+    coverage_columns = "tweets_with_fields tweets_with_counts tweets_with_author tweets_with_created_at tweets_with_lang"
+    daily = ", ".join([
+        _cols("dt tweets", "m"), known("m", "tweets_with_author", "authors"),
+        known("m", "tweets_with_counts", "engagement like_count retweet_count reply_count quote_count"),
+        known("m", "tweets_with_fields", "reply_tweets quote_tweets retweet_tweets"),
+        # Days analyzed before coverage was recorded keep their shares of all tweets.
+        ", ".join(f"CASE WHEN {col('c', 'dt')} IS NULL THEN {col('m', f'{kind}_share')} "
+                  f"ELSE {_share(col('m', f'{kind}_tweets'), col('c', 'tweets_with_fields'))} END AS {q(f'{kind}_share')}"
+                  for kind in ("reply", "quote", "retweet")),
+    ])
     sentiment = _cols("scored_tweets not_scored_tweets positive_tweets neutral_tweets negative_tweets "
                       "mean_compound", "s")
     return {
         "dashboard_daily": f"""SELECT {daily},
   {sentiment},
   {_share(col("s", "positive_tweets"), col("s", "scored_tweets"))} AS "positive_share",
-  {_share(col("s", "negative_tweets"), col("s", "scored_tweets"))} AS "negative_share"
-FROM {t("metrics_daily")} m LEFT JOIN {t("metrics_sentiment_daily")} s ON {col("s", "dt")} = {col("m", "dt")}""",
+  {_share(col("s", "negative_tweets"), col("s", "scored_tweets"))} AS "negative_share",
+  {_cols(coverage_columns, "c")}
+FROM {t("metrics_daily")} m LEFT JOIN {t("metrics_sentiment_daily")} s ON {col("s", "dt")} = {col("m", "dt")}
+LEFT JOIN {t("metrics_coverage")} c ON {col("c", "dt")} = {col("m", "dt")}""",
+        "dashboard_query_daily": f"""SELECT {_cols("dt query tweets", "m")},
+  {known("m", "tweets_with_author", "authors", "m")}, {known("m", "tweets_with_counts", "engagement", "m")},
+  {known("m", "tweets_with_fields", "reply_tweets quote_tweets retweet_tweets", "m")}, {shares("m")},
+  {_cols("tweets_with_fields tweets_with_counts tweets_with_author", "m")}
+FROM {t("metrics_query_daily")} m""",
         "dashboard_volume_daily": select("dt query tweets", "metrics_volume_daily"),
         "dashboard_volume_hourly": select("dt query created_date hour tweets", "metrics_volume_hourly"),
         "dashboard_top_hashtags": entity("hashtag", "hashtag"),
         "dashboard_top_mentions": entity("mention", "username"),
         "dashboard_top_domains": entity("domain", "domain"),
-        "dashboard_top_authors": f"""SELECT {_cols("dt author_id username name followers_count tweets engagement "
-                                                   "engagement_rank reach_rank")},
-  '{PROFILE_URL_PREFIX}' || "username" AS "profile_url"
-FROM {t("metrics_top_authors")}""",
-        "dashboard_languages": select("dt lang tweets share", "metrics_languages"),
+        "dashboard_top_authors": f"""SELECT {_cols("dt author_id username name followers_count tweets", "a")},
+  CASE WHEN {col("c", "tweets_with_counts")} = 0 THEN NULL ELSE {col("a", "engagement")} END AS "engagement",
+  {_cols("engagement_rank reach_rank", "a")}, '{PROFILE_URL_PREFIX}' || {col("a", "username")} AS "profile_url"
+FROM {t("metrics_top_authors")} a LEFT JOIN {t("metrics_coverage")} c ON {col("c", "dt")} = {col("a", "dt")}""",
+        "dashboard_query_top_entities": select("dt query kind value occurrences tweets rank", "metrics_query_entities"),
+        "dashboard_rising_topics": select("dt kind value occurrences previous_occurrences previous_days previous_mean "
+                                          "change rank", "metrics_rising_entities"),
+        "dashboard_languages": f"""SELECT {_cols("dt lang tweets share")},
+  CASE WHEN "lang" = '{UNKNOWN_LANG}' THEN TRUE ELSE FALSE END AS "lang_missing"
+FROM {t("metrics_languages")}""",
         "dashboard_sentiment_daily": select("dt tweets scored_tweets not_scored_tweets positive_tweets "
                                             "neutral_tweets negative_tweets mean_compound", "metrics_sentiment_daily"),
         "dashboard_engagement_growth": f"""SELECT {_cols("dt tweets_observed tweets_with_previous engagement "
@@ -341,7 +466,8 @@ FROM {t("metrics_top_authors")}""",
 FROM {t("metrics_engagement_growth")}""",
         "dashboard_tweets": f"""SELECT {_cols("dt tweet_id created_at author_id", "t")}, {col("u", "username")},
   {col("t", "lang")}, COALESCE({col("t", "note_text")}, {col("t", "text")}) AS "text",
-  {_cols("like_count retweet_count reply_count quote_count", "t")}, {_engagement("t")} AS "engagement",
+  {_cols("like_count retweet_count reply_count quote_count", "t")},
+  CASE WHEN {_counts_known("t")} THEN {_engagement("t")} END AS "engagement",
   ROW_NUMBER() OVER (PARTITION BY {col("t", "dt")} ORDER BY {_engagement("t")} DESC, {col("t", "tweet_id")})
     AS "engagement_rank",
   COALESCE({col("s", "label")}, '{NOT_SCORED}') AS "sentiment", {col("s", "compound")},

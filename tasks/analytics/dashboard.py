@@ -243,7 +243,7 @@ def render_authors(data: DashboardData) -> str:
         return _empty()
     top = [r for r in data.authors if r["engagement_rank"] <= TOP_TWEETS]
     fig = go.Figure(go.Bar(
-        x=[r["engagement"] for r in top][::-1],
+        x=[r["engagement"] or 0 for r in top][::-1],
         y=[esc("@" + r["username"] if r["username"] else f"user {r['author_id']}") for r in top][::-1],
         orientation="h", marker_color="#7a5cc4"))
     fig.update_layout(title="By engagement (likes + retweets + replies + quotes)")
@@ -251,7 +251,7 @@ def render_authors(data: DashboardData) -> str:
     rows = "".join(
         f"<tr><td>{r['reach_rank']}</td><td>{_author(r)}</td><td>{esc(r['name'])}</td>"
         f"<td class=num>{esc(_number(r['followers_count'], 'count'))}</td><td class=num>{r['tweets']}</td>"
-        f"<td class=num>{r['engagement']:,}</td></tr>"
+        f"<td class=num>{esc(_number(r['engagement'], 'count'))}</td></tr>"
         for r in reach
     )
     table = ('<table class="reach"><caption>By follower reach</caption><thead><tr><th>#</th><th>author</th>'
@@ -299,7 +299,7 @@ def render_top_tweets(data: DashboardData) -> str:
         rows.append(
             f"<tr><td>{i}</td><td>{created}</td><td>{author}</td>"
             f'<td class="text" dir="auto">{esc(r["text"])}</td><td>{esc(r["lang"] or "–")}</td>'
-            f"<td>{esc(r['sentiment'])}</td><td class=num>{r['engagement']:,}</td>"
+            f"<td>{esc(r['sentiment'])}</td><td class=num>{esc(_number(r['engagement'], 'count'))}</td>"
             f'<td><a href="{esc(r["url"])}" target="_blank" rel="noopener">open</a></td></tr>'
         )
     return ('<table class="tweets"><thead><tr><th>#</th><th>UTC</th><th>author</th><th>text</th><th>lang</th>'

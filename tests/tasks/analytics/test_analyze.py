@@ -259,3 +259,88 @@ def test_vader_scores_english_only_and_marks_the_rest_not_scored() -> None:
     assert scored["scored"].to_list() == [True, True, False, False, False]
     assert scored["compound"][1] == 0.0 and scored["compound"][2:].is_null().all()
     assert scored["positive"][0] > 0.5
+
+
+def _view(warehouse: Warehouse, view: str, columns: str, day: date = DAY, order: str = "") -> list[tuple]:
+    cols = ", ".join(quote_ident(c) for c in columns.split())
+    sql = f"SELECT {cols} FROM {qualified(view, warehouse.schema)} WHERE dt = DATE '{day}'"
+    return warehouse.query(sql + (f" ORDER BY {order}" if order else ""))
+
+
+def _default_field_pages(day: date, ids: range, query: str = "#DataEng") -> dict[str, pl.DataFrame]:
+    """Raw pages as the X API sends them when `tweet.fields` is not asked for: id, text, edit history."""
+    body = {"data": [{"id": str(i), "text": f"post {i} #DataEng @ana", "edit_history_tweet_ids": [str(i)]}
+                     for i in ids], "meta": {"result_count": len(ids)}}
+    request = {"source": "x_api", "query": query, "fetched_at": f"{day.isoformat()}T23:00:00.000Z"}
+    frames, _ = normalize_raw_file(encode_pages([FetchedPage(request=request, body=body)]), day)
+    return frames
+
+
+def test_metrics_whose_inputs_are_missing_are_unknown_not_zero(warehouse: Warehouse) -> None:
+    # DAY: only default-field tweets. PREVIOUS: two of them plus two tweets with every field (one a reply).
+    previous = _default_field_pages(PREVIOUS, range(11, 13))
+    previous["tweets"] = pl.concat([previous["tweets"], _frames({"tweets": [
+        _tweet(21, 101, "en", "great", _at(9, day=PREVIOUS), (2, 1, 0, 0), dt=PREVIOUS),
+        _tweet(22, 102, "fr", "bien", _at(10, day=PREVIOUS), (1, 0, 0, 0), dt=PREVIOUS)]})["tweets"]])
+    previous["tweet_references"] = _frames({"tweet_references": [
+        {"tweet_id": 22, "reference_type": "replied_to", "referenced_tweet_id": 900, "dt": PREVIOUS}]})[
+        "tweet_references"]
+    for frames in (_default_field_pages(DAY, range(1, 4)), previous):
+        _load(warehouse, frames)
+    analyze_day(warehouse, PREVIOUS)
+    analyze_day(warehouse, DAY)
+
+    assert _rows(warehouse, "metrics_coverage") == [(3, 0, 0, 0, 0, 0)]
+    assert _rows(warehouse, "metrics_coverage", PREVIOUS) == [(4, 2, 2, 2, 2, 2)]
+    columns = ("tweets authors engagement like_count reply_tweets retweet_tweets reply_share retweet_share "
+               "scored_tweets positive_share mean_compound tweets_with_lang")
+    # The metrics tables count what is there; the view says what is unknown.
+    assert _view(warehouse, "dashboard_daily", columns) == [
+        (3, None, None, None, None, None, None, None, 0, None, None, 0)]
+    # Mixed: engagement of the tweets that carry counts; shares of the tweets whose references are known.
+    assert _view(warehouse, "dashboard_daily", columns, PREVIOUS) == [
+        (4, 2, 4, 3, 1, 0, 0.5, 0.0, 1, 1.0, pytest.approx(0.6249), 2)]
+    assert _view(warehouse, "dashboard_query_daily", "query tweets authors engagement retweet_share") == [
+        ("#DataEng", 3, None, None, None)]
+    # The language is missing, which is not another language.
+    assert _view(warehouse, "dashboard_languages", "lang tweets share lang_missing") == [("unknown", 3, 1.0, True)]
+    assert _view(warehouse, "dashboard_top_authors", "author_id") == []
+    assert _view(warehouse, "dashboard_tweets", "tweet_id engagement like_count", order="tweet_id") == [
+        (1, None, None), (2, None, None), (3, None, None)]
+    # "#DataEng @ana" is in the text, but without `entities` no hashtag or mention is known.
+    for table in ("metrics_top_entities", "metrics_query_entities", "metrics_rising_entities"):
+        assert _rows(warehouse, table) == [], table
+
+
+def test_per_query_metrics_and_rising_topics_of_a_hand_built_day(warehouse: Warehouse) -> None:
+    earlier = DAY - timedelta(days=3)
+    frames = hand_built_day()
+    frames["tweets"] = pl.concat([frames["tweets"], _frames({"tweets": [
+        _tweet(31, 101, "en", "#DataEng #python", _at(9, day=earlier), (1, 0, 0, 0), dt=earlier),
+        _tweet(32, 101, "en", "#DataEng", _at(9, day=earlier), (1, 0, 0, 0), dt=earlier)]})["tweets"]])
+    frames["tweet_hashtags"] = pl.concat([frames["tweet_hashtags"], _frames({"tweet_hashtags": [
+        {"tweet_id": 31, "start_pos": 0, "end_pos": 8, "tag": "DataEng", "dt": earlier},
+        {"tweet_id": 31, "start_pos": 9, "end_pos": 16, "tag": "python", "dt": earlier},
+        {"tweet_id": 32, "start_pos": 0, "end_pos": 8, "tag": "DATAENG", "dt": earlier}]})["tweet_hashtags"]])
+    _load(warehouse, frames)
+    analyze_day(warehouse, DAY)
+
+    # Tweet 3 matched both queries and counts in both; tweet 4 (no counts, a retweet) only in "polars".
+    assert _rows(warehouse, "metrics_query_daily", order="query") == [
+        ("#DataEng", 3, 2, 22, 3, 3, 3, 1, 1, 0), ("polars", 2, 2, 5, 2, 1, 2, 0, 1, 1)]
+    assert _view(warehouse, "dashboard_query_daily", "query engagement reply_share quote_share retweet_share",
+                 order="query") == [("#DataEng", 22, 1 / 3, 1 / 3, 0.0), ("polars", 5, 0.0, 0.5, 0.5)]
+    assert _rows(warehouse, "metrics_query_entities", order='query, kind, "rank"') == [
+        ("#DataEng", "domain", "pola.rs", 2, 2, 1), ("#DataEng", "domain", "github.com", 1, 1, 2),
+        ("#DataEng", "hashtag", "dataeng", 3, 3, 1), ("#DataEng", "hashtag", "polars", 1, 1, 2),
+        ("#DataEng", "mention", "ana", 1, 1, 1),
+        ("polars", "domain", "github.com", 1, 1, 1), ("polars", "hashtag", "dataeng", 1, 1, 1),
+        ("polars", "mention", "ana", 1, 1, 1)]
+    # Days with data in the 7 before DAY: `earlier` and PREVIOUS. #dataeng: 3 today against 2 over those days.
+    assert _rows(warehouse, "metrics_rising_entities", order='kind, "rank"') == [
+        ("domain", "pola.rs", 2, 0, 2, 0.0, 2.0, 1), ("domain", "github.com", 1, 0, 2, 0.0, 1.0, 2),
+        ("hashtag", "dataeng", 3, 2, 2, 1.0, 2.0, 1), ("hashtag", "polars", 1, 0, 2, 0.0, 1.0, 2),
+        ("mention", "ana", 1, 0, 2, 0.0, 1.0, 1)]
+    analyze_day(warehouse, earlier)  # no earlier day: no change, ranked by occurrences
+    assert _rows(warehouse, "metrics_rising_entities", earlier, order='"rank"') == [
+        ("hashtag", "dataeng", 2, 0, 0, None, None, 1), ("hashtag", "python", 1, 0, 0, None, None, 2)]
