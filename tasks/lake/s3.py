@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from botocore.config import Config
@@ -32,6 +33,9 @@ DEFAULT_CLIENT_CONFIG = Config(
     read_timeout=60,
     signature_version="s3v4",  # presigned dashboard links: SigV4, which states its expiry (X-Amz-Expires)
 )
+
+# What a shared link tells S3 to answer an object as, by extension (the dashboard's pages and script).
+SHARED_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 # Error codes that no retry can fix, with what to tell the user (who has to change the block, the bucket
 # or the IAM policy). Codes not listed here that come with a 4xx status fail at once too.
@@ -236,11 +240,15 @@ class S3Lake(Bucket):
 
     def share_url(self, key: str, expires: timedelta) -> str:
         """A presigned https GET URL: opens in a browser without AWS credentials until it expires (SigV4
-        allows at most 7 days; temporary credentials end it sooner, when they expire)."""
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket_name, "Key": self._key(key)},
-            ExpiresIn=int(expires.total_seconds()),
-        )
+        allows at most 7 days; temporary credentials end it sooner, when they expire).
+
+        Objects are written without a content type, which S3 then serves as `binary/octet-stream`, and a
+        browser downloads such a page instead of showing it: the URL asks S3 to answer with the type the
+        key's extension names (`response-content-type`, part of the signature)."""
+        params = {"Bucket": self.bucket_name, "Key": self._key(key)}
+        if content_type := SHARED_CONTENT_TYPES.get(PurePosixPath(key).suffix):
+            params["ResponseContentType"] = content_type
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires.total_seconds()))
 
     def describe(self) -> str:
         return f"s3://{self.bucket_name}/{self.folder}".rstrip("/")

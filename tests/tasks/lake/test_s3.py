@@ -7,9 +7,10 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 
 import boto3
+import httpx
 import orjson
 import polars as pl
 import pytest
@@ -257,3 +258,13 @@ def test_no_such_bucket_is_not_retried_by_the_task(prefect_server: None, moto_se
     assert state.is_failed()
     assert isinstance(state.result(raise_on_failure=False), BucketError)
     assert _run_count(state) == 1
+
+
+def test_a_shared_link_opens_a_page_as_a_page(lake: S3Lake) -> None:
+    """Objects are stored without a content type; the presigned link makes S3 answer with the page's."""
+    lake.write("dashboard/index.html", b"<!DOCTYPE html><p>dashboard</p>")
+    lake.write("dashboard/assets/plotly.min.js", b"window.Plotly = {};")
+    page = httpx.get(lake.share_url("dashboard/index.html", timedelta(hours=1)), timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    script = httpx.get(lake.share_url("dashboard/assets/plotly.min.js", timedelta(hours=1)), timeout=10)
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
