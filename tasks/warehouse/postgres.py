@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import pyarrow as pa
 import sqlalchemy as sa
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
@@ -35,6 +36,7 @@ from tasks.warehouse.base import (
     merge_statements,
     run_merge,
     staging_name,
+    values_statements,
 )
 
 # Every form an AWS credential takes in COPY text: CREDENTIALS key=value pairs, and the account id of any
@@ -211,6 +213,14 @@ class SqlWarehouse(Warehouse):
         with self.engine.begin() as conn:
             for sql in statements:
                 conn.exec_driver_sql(sql)
+
+    def stage_and_run(self, table: Table, rows: pa.Table, statements: list[str]) -> None:
+        """Staging filled by multi-row INSERTs of literals (`values_statements`), the one way to send rows that
+        PostgreSQL and Redshift share without a bucket: Redshift's bulk path is COPY from S3, which would need
+        the rows written to the bucket first, and these are a day's new rows of a few small columns."""
+        stg = quote_ident(staging_name(table))
+        self.execute_script([staging_ddl(self.design(table), self.dialect), *values_statements(table, stg, rows),
+                             *statements, f"DROP TABLE {stg}"])
 
     def existing_columns(self, conn: Connection) -> dict[str, dict[str, int | None]]:
         """Table -> column -> declared VARCHAR length (None for other types and unbounded VARCHAR)."""
