@@ -490,20 +490,6 @@ METRICS_ENGAGEMENT_GROWTH = _metric(
     (),
     "engagement growth of tweets observed again, from tweet_metrics_daily",
 )
-METRICS_TWEET_SENTIMENT = _metric(
-    "metrics_tweet_sentiment",
-    (
-        _c("tweet_id", "int64", False),
-        _c("scored", "bool", False, doc="false for non-English tweets: not scored rather than guessed"),
-        _c("label", "string", False, max_chars=16, doc="positive, neutral, negative or not scored"),
-        _c("compound", "float64", doc="VADER compound score, -1..1"),
-        _c("positive", "float64"),
-        _c("neutral", "float64"),
-        _c("negative", "float64"),
-    ),
-    ("tweet_id",),
-    "VADER sentiment of each English tweet",
-)
 METRICS_SENTIMENT_DAILY = _metric(
     "metrics_sentiment_daily",
     (
@@ -533,7 +519,28 @@ METRIC_TABLES: dict[str, Table] = {
         METRICS_TOP_AUTHORS,
         METRICS_LANGUAGES,
         METRICS_ENGAGEMENT_GROWTH,
-        METRICS_TWEET_SENTIMENT,
         METRICS_SENTIMENT_DAILY,
     )
 }
+
+# Results computed once per tweet and kept (tasks/analytics/analyze.py): a tweet never changes (an edit is a
+# new id), so an analysis scores only the tweets of its day that have no row here yet, and a re-run or a
+# backfill of an analyzed day scores none. Not per day: a row outlives re-runs of the day that scored it.
+TWEET_SENTIMENT = Table(
+    "tweet_sentiment",
+    (
+        _c("tweet_id", "int64", False),
+        _c("label", "string", False, max_chars=16, doc="positive, neutral or negative (by compound)"),
+        _c("compound", "float64", False, doc="VADER compound score, -1..1"),
+        _c("positive", "float64", False),
+        _c("neutral", "float64", False),
+        _c("negative", "float64", False),
+        _c("scored_dt", "date", False, doc="the analyzed day whose run scored the tweet"),
+    ),
+    primary_key=("tweet_id",),
+    description="VADER sentiment of each English tweet, scored once; other languages have no row (not scored)",
+    distkey="tweet_id",
+    sortkey=("tweet_id",),
+)
+
+SCORE_TABLES: dict[str, Table] = {TWEET_SENTIMENT.name: TWEET_SENTIMENT}

@@ -1,4 +1,4 @@
-"""Daily metrics: computed in the warehouse with portable SQL, sentiment with VADER in polars.
+"""Daily metrics: computed in the warehouse with portable SQL; sentiment with VADER, once per tweet.
 
 A day's metrics come from the warehouse rows whose `dt` is that day, and are stored in the metrics
 tables of `tasks/schema.py` (`METRIC_TABLES`). Recomputing a day deletes its rows from every metrics
@@ -10,6 +10,13 @@ tweets carry each input (public_metrics, author_id, created_at, lang, any field 
 the views turn a metric whose inputs no tweet carried into NULL: unknown, never a zero. Replies, quotes and
 retweets are shares of the tweets whose references are known.
 
+Sentiment is a property of a tweet, and a tweet never changes (an edit is a new id): each English tweet is
+scored once and its scores kept in `tweet_sentiment` (`SCORE_TABLES`), keyed by tweet id. An analysis reads
+only the day's English tweets without a stored score (an anti-join in SQL), scores those (over several
+processes when there are many: `tasks/analytics/sentiment.py`) and inserts them in their own transaction,
+before the metrics' one; the day's sentiment metrics join the day's tweets to the stored scores. A re-run
+or a backfill of an analyzed day scores nothing.
+
 The SQL sticks to what DuckDB, PostgreSQL and Redshift all accept: no CTEs inside INSERT, no FILTER
 clauses, no `::` casts, integer ratios cast to DOUBLE PRECISION, window functions over subqueries,
 timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour), string
@@ -20,16 +27,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import polars as pl
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from tasks.schema import METRIC_TABLES, qualified, quote_ident
-from tasks.warehouse.base import Warehouse
+from tasks.analytics.sentiment import score_texts
+from tasks.schema import METRIC_TABLES, SCORE_TABLES, qualified, quote_ident
+from tasks.warehouse.base import Warehouse, staging_name
+from tasks.warehouse.postgres import run_logger
 
 DEFAULT_TOP_N = 20
-SENTIMENT_INSERT_BATCH = 500
+SENTIMENT = SCORE_TABLES["tweet_sentiment"]
 # VADER's authors' thresholds on the compound score.
 POSITIVE_AT, NEGATIVE_AT = 0.05, -0.05
 SCORED_LANGS = frozenset({"en"})
@@ -46,7 +53,8 @@ class DayMetrics:
     day: date
     rows: dict[str, int] = field(default_factory=dict)  # metrics table -> rows for the day
     tweets: int = 0
-    scored_tweets: int = 0
+    scored_tweets: int = 0  # the day's tweets with a sentiment score, stored before or now
+    scored_new: int = 0  # of those, the ones this analysis scored (0 on a re-run of an analyzed day)
 
 
 def day_literal(day: date) -> str:
@@ -270,113 +278,113 @@ WHERE {col("v", "dt")} = {d} GROUP BY {col("v", "query")}"""
 
 
 def sentiment_daily_statement(day: date, schema: str | None) -> str:
+    """The day's sentiment counts: its tweets joined to their stored scores (no score: not scored)."""
     d = day_literal(day)
-    q = quote_ident
+    s = col("s", "tweet_id")
 
     def count_if(cond: str) -> str:
         return f"CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)"
 
-    select = f"""SELECT {d}, COUNT(*), {count_if(q("scored"))}, {count_if(f"NOT {q('scored')}")},
-  {count_if(f"{q('label')} = 'positive'")}, {count_if(f"{q('label')} = 'neutral'")},
-  {count_if(f"{q('label')} = 'negative'")}, AVG({q("compound")})
-FROM {qualified("metrics_tweet_sentiment", schema)} WHERE {q("dt")} = {d}"""
+    select = f"""SELECT {d}, COUNT(*), COUNT({s}), COUNT(*) - COUNT({s}),
+  {count_if(f"{col('s', 'label')} = 'positive'")}, {count_if(f"{col('s', 'label')} = 'neutral'")},
+  {count_if(f"{col('s', 'label')} = 'negative'")}, AVG({col("s", "compound")})
+FROM {qualified("tweets", schema)} t
+LEFT JOIN {qualified(SENTIMENT.name, schema)} s ON {s} = {col("t", "tweet_id")}
+WHERE {col("t", "dt")} = {d}"""
     return _insert("metrics_sentiment_daily", schema, select)
 
 
-def score_sentiment(tweets: pl.DataFrame) -> pl.DataFrame:
-    """VADER scores for English tweets (`tweet_id`, `lang`, `text`); other languages are "not scored".
+def score_sentiment(tweets: pl.DataFrame, workers: int | None = None) -> pl.DataFrame:
+    """VADER scores for English tweets (`tweet_id`, `lang`, `text`), in input order; other languages are
+    "not scored".
 
-    VADER's lexicon is English: a score for another language would be a guess, so it is left null.
+    VADER's lexicon is English: a score for another language would be a guess, so it is left null. Scores
+    are `vaderSentiment`'s own (`tasks.analytics.sentiment`), computed on `workers` processes when there are
+    many (default: the cores available), in the same order whatever their number.
     """
-    analyzer = SentimentIntensityAnalyzer()
     scored = pl.col("lang").is_in(list(SCORED_LANGS)).fill_null(False) & pl.col("text").is_not_null()
-    frame = tweets.select("tweet_id", scored.alias("scored"), "text")
-    score_dtype = pl.Struct({"neg": pl.Float64, "neu": pl.Float64, "pos": pl.Float64, "compound": pl.Float64})
-    scores = (
-        pl.when(pl.col("scored"))
-        .then(pl.col("text").map_elements(analyzer.polarity_scores, return_dtype=score_dtype))
-        .alias("s")
-    )
-    frame = frame.with_columns(scores).unnest("s")
+    frame = tweets.select("tweet_id", scored.alias("scored"), "text").with_row_index("_row")
+    scorable = frame.filter(pl.col("scored"))
+    scores = score_texts(scorable["text"].to_list(), workers)
+    values = pl.DataFrame(scores, schema=dict.fromkeys(("negative", "neutral", "positive", "compound"), pl.Float64),
+                          orient="row")
+    frame = frame.join(pl.concat([scorable.select("_row"), values], how="horizontal"), on="_row", how="left")
     label = (
         pl.when(~pl.col("scored")).then(pl.lit(NOT_SCORED))
         .when(pl.col("compound") >= POSITIVE_AT).then(pl.lit("positive"))
         .when(pl.col("compound") <= NEGATIVE_AT).then(pl.lit("negative"))
         .otherwise(pl.lit("neutral"))
     )
-    return frame.select(
-        "tweet_id", "scored", label.alias("label"), "compound",
-        pl.col("pos").alias("positive"), pl.col("neu").alias("neutral"), pl.col("neg").alias("negative"),
+    return frame.sort("_row").select(
+        "tweet_id", "scored", label.alias("label"), "compound", "positive", "neutral", "negative",
     )
 
 
-def _sql_value(value: Any) -> str:
-    """Literals for the sentiment rows: ids, booleans, floats and labels from a fixed set only."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if value in (NOT_SCORED, "positive", "neutral", "negative"):
-        return f"'{value}'"
-    raise ValueError(f"unexpected sentiment value {value!r}")
-
-
-def sentiment_insert_statements(day: date, schema: str | None, sentiment: pl.DataFrame,
-                                batch: int = SENTIMENT_INSERT_BATCH) -> list[str]:
-    """Multi-row INSERTs of the day's per-tweet sentiment.
-
-    The `Warehouse` interface runs SQL scripts; these rows carry no user text, so literal VALUES are
-    safe and portable (a day's English tweets are tens of thousands of small rows, not a bulk load).
-    """
-    table = METRIC_TABLES["metrics_tweet_sentiment"]
-    frame = sentiment.select(pl.lit(day, dtype=pl.Date).alias("dt"), *table.column_names[1:])
-    cols = ", ".join(quote_ident(c) for c in table.column_names)
-    statements = []
-    for chunk in frame.iter_slices(batch):
-        values = ",\n".join(
-            "(" + ", ".join([day_literal(day)] + [_sql_value(v) for v in row[1:]]) + ")"
-            for row in chunk.iter_rows()
-        )
-        statements.append(f"INSERT INTO {qualified(table.name, schema)} ({cols}) VALUES\n{values}")
-    return statements
+def store_sentiment_statement(schema: str | None) -> str:
+    """Staged scores into `tweet_sentiment`, leaving out ids that have a row by now (a run of another day
+    that holds the same tweet id may have stored it meanwhile): a tweet keeps its first score."""
+    table = qualified(SENTIMENT.name, schema)
+    cols = ", ".join(quote_ident(c) for c in SENTIMENT.column_names)
+    stg = quote_ident(staging_name(SENTIMENT))
+    return (f"INSERT INTO {table} ({cols})\nSELECT {', '.join(col('n', c) for c in SENTIMENT.column_names)} "
+            f"FROM {stg} n\nWHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE {col('s', 'tweet_id')} = "
+            f"{col('n', 'tweet_id')})")
 
 
 def ensure_metric_objects(warehouse: Warehouse) -> None:
-    """Create missing metrics tables and (re)create the dashboard views, in one transaction."""
-    tables = [warehouse.design(t).create_sql(warehouse.dialect, warehouse.schema) for t in METRIC_TABLES.values()]
+    """Create missing metrics and score tables and (re)create the dashboard views, in one transaction."""
+    tables = [warehouse.design(t).create_sql(warehouse.dialect, warehouse.schema)
+              for t in (*METRIC_TABLES.values(), *SCORE_TABLES.values())]
     warehouse.execute_script(tables + view_statements(warehouse.schema))
 
 
-def read_day_texts(warehouse: Warehouse, day: date) -> pl.DataFrame:
-    """The day's tweets as VADER reads them: the full text of long posts, else `text`."""
+def read_unscored_texts(warehouse: Warehouse, day: date) -> pl.DataFrame:
+    """The day's tweets VADER would score that have no stored score, as VADER reads them: the full text of
+    long posts, else `text`."""
+    text = f"COALESCE({col('t', 'note_text')}, {col('t', 'text')})"
+    langs = ", ".join(f"'{lang}'" for lang in sorted(SCORED_LANGS))
     rows = warehouse.query(
-        f'SELECT "tweet_id", "lang", COALESCE("note_text", "text") FROM {qualified("tweets", warehouse.schema)} '
-        f'WHERE "dt" = {day_literal(day)}'
+        f"SELECT {col('t', 'tweet_id')}, {col('t', 'lang')}, {text} FROM {qualified('tweets', warehouse.schema)} t "
+        f"WHERE {col('t', 'dt')} = {day_literal(day)} AND {col('t', 'lang')} IN ({langs}) AND {text} IS NOT NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM {qualified(SENTIMENT.name, warehouse.schema)} s "
+        f"WHERE {col('s', 'tweet_id')} = {col('t', 'tweet_id')}) ORDER BY {col('t', 'tweet_id')}"
     )
     return pl.DataFrame(rows, schema={"tweet_id": pl.Int64, "lang": pl.String, "text": pl.String}, orient="row")
 
 
-def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N) -> DayMetrics:
-    """Recompute every metrics table's rows for `day`: delete and insert in one transaction."""
+def store_new_sentiment(warehouse: Warehouse, day: date, workers: int | None = None) -> int:
+    """Score the day's English tweets that have no stored score and store them, in one transaction of their
+    own; returns how many were scored. The scores are facts about tweets, not about the day: they stay
+    when the day's metrics transaction fails, and the next run finds them."""
+    scored = score_sentiment(read_unscored_texts(warehouse, day), workers).filter(pl.col("scored"))
+    if scored.is_empty():
+        return 0
+    rows = SENTIMENT.conform(scored.with_columns(pl.lit(day, dtype=pl.Date).alias("scored_dt")))
+    warehouse.stage_and_run(SENTIMENT, rows.to_arrow(), [store_sentiment_statement(warehouse.schema)])
+    return scored.height
+
+
+def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N, workers: int | None = None) -> DayMetrics:
+    """Score the day's tweets not scored yet, then recompute every metrics table's rows for `day` (delete and
+    insert in one transaction). `workers`: processes for scoring (default: the cores available)."""
     ensure_metric_objects(warehouse)
-    sentiment = score_sentiment(read_day_texts(warehouse, day))
+    scored_new = store_new_sentiment(warehouse, day, workers)
     schema = warehouse.schema
     deletes = [f'DELETE FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}' for name in METRIC_TABLES]
-    warehouse.execute_script(
-        deletes
-        + metric_statements(day, schema, top_n)
-        + sentiment_insert_statements(day, schema, sentiment)
-        + [sentiment_daily_statement(day, schema)]
-    )
+    warehouse.execute_script(deletes + metric_statements(day, schema, top_n) + [sentiment_daily_statement(day, schema)])
     rows = {
         name: warehouse.query(
             f'SELECT COUNT(*) FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}'
         )[0][0]
         for name in METRIC_TABLES
     }
-    return DayMetrics(day, rows, tweets=sentiment.height, scored_tweets=int(sentiment["scored"].sum()))
+    [(tweets, scored)] = warehouse.query(
+        f'SELECT "tweets", "scored_tweets" FROM {qualified("metrics_sentiment_daily", schema)} '
+        f'WHERE "dt" = {day_literal(day)}'
+    )
+    run_logger().info("sentiment of %s: %d of %d tweets scored, %d of them by this run (the rest were stored)",
+                      day, scored, tweets, scored_new)
+    return DayMetrics(day, rows, tweets=tweets, scored_tweets=scored, scored_new=scored_new)
 
 
 # --- BI views --------------------------------------------------------------------------------------
@@ -474,8 +482,7 @@ FROM {t("metrics_engagement_growth")}""",
   '{TWEET_URL_PREFIX}' || CAST({col("t", "tweet_id")} AS VARCHAR) AS "url"
 FROM {t("tweets")} t
 LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
-LEFT JOIN {t("metrics_tweet_sentiment")} s ON {col("s", "tweet_id")} = {col("t", "tweet_id")}
-  AND {col("s", "dt")} = {col("t", "dt")}""",
+LEFT JOIN {t(SENTIMENT.name)} s ON {col("s", "tweet_id")} = {col("t", "tweet_id")}""",
     }
 
 

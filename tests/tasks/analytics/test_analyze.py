@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -14,11 +15,12 @@ from typing import Any
 import polars as pl
 import pytest
 
+from tasks.analytics import analyze
 from tasks.analytics.analyze import analyze_day, score_sentiment, view_selects
 from tasks.lake.curate import csv_bytes
 from tasks.lake.land import FetchedPage, encode_pages
 from tasks.lake.normalize import deduplicate, normalize_raw_file
-from tasks.schema import METRIC_TABLES, TABLES, qualified, quote_ident
+from tasks.schema import METRIC_TABLES, SCORE_TABLES, TABLES, qualified, quote_ident
 from tasks.sources.sample import generate_pages
 from tasks.warehouse.base import DuckDBWarehouse, Warehouse
 from tasks.warehouse.postgres import PostgresWarehouse, engine_url
@@ -64,6 +66,14 @@ def _rows(warehouse: Warehouse, table: str, day: date = DAY, order: str = "") ->
     cols = ", ".join(quote_ident(c) for c in names)
     sql = f"SELECT {cols} FROM {qualified(table, warehouse.schema)} WHERE dt = DATE '{day}'"
     return warehouse.query(sql + (f" ORDER BY {order}" if order else ""))
+
+
+def _scores(warehouse: Warehouse) -> dict[int, tuple]:
+    """tweet id -> (label, compound, positive, neutral, negative, scored_dt) of every stored score."""
+    names = SCORE_TABLES["tweet_sentiment"].column_names
+    rows = warehouse.query(f"SELECT {', '.join(quote_ident(c) for c in names)} "
+                           f"FROM {qualified('tweet_sentiment', warehouse.schema)}")
+    return {r[0]: r[1:] for r in rows}
 
 
 def _at(hour: int, minute: int = 0, day: date = DAY) -> datetime:
@@ -131,7 +141,7 @@ def hand_built_day() -> dict[str, pl.DataFrame]:
 def test_metrics_of_a_hand_built_day(warehouse: Warehouse) -> None:
     _load(warehouse, hand_built_day())
     result = analyze_day(warehouse, DAY)
-    assert result.tweets == 4 and result.scored_tweets == 2
+    assert (result.tweets, result.scored_tweets, result.scored_new) == (4, 2, 2)
 
     # 4 tweets of DAY (tweet 5 is the day before); engagement 13 + 4 + 5 + 0; one reply, quote, retweet each.
     assert _rows(warehouse, "metrics_daily") == [(4, 3, 22, 15, 2, 4, 1, 1, 1, 1, 0.25, 0.25, 0.25)]
@@ -150,14 +160,13 @@ def test_metrics_of_a_hand_built_day(warehouse: Warehouse) -> None:
     # Tweet 1 was seen the day before with 4 likes + 1 retweet; today 10 + 2 + 1 reply.
     assert _rows(warehouse, "metrics_engagement_growth") == [(4, 1, 22, 5, 8, 6, 1, 1, 0)]
 
-    sentiment = {r[0]: r[1:] for r in _rows(warehouse, "metrics_tweet_sentiment")}
-    assert {tid: s[1] for tid, s in sentiment.items()} == {
-        1: "positive", 2: "negative", 3: "not scored", 4: "not scored"}
-    assert sentiment[3][2:] == (None, None, None, None) and sentiment[3][0] is False
-    assert sentiment[1][2] > 0.5 and sentiment[2][2] < -0.5
+    # Only the English tweets have a stored score; Spanish (3) and no language (4) are not scored.
+    sentiment = _scores(warehouse)
+    assert {tid: s[0] for tid, s in sentiment.items()} == {1: "positive", 2: "negative"}
+    assert sentiment[1][1] > 0.5 and sentiment[2][1] < -0.5 and sentiment[1][5] == DAY
     daily = _rows(warehouse, "metrics_sentiment_daily")
     assert daily[0][:6] == (4, 2, 2, 1, 0, 1)
-    assert daily[0][6] == pytest.approx((sentiment[1][2] + sentiment[2][2]) / 2)
+    assert daily[0][6] == pytest.approx((sentiment[1][1] + sentiment[2][1]) / 2)
 
 
 def test_rerun_replaces_only_its_day_and_top_n_cuts(warehouse: Warehouse) -> None:
@@ -186,8 +195,111 @@ def test_a_day_without_tweets_has_a_row_of_zeros(warehouse: Warehouse) -> None:
     assert _rows(warehouse, "metrics_daily") == [(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)]
     assert _rows(warehouse, "metrics_sentiment_daily") == [(0, 0, 0, 0, 0, 0, None)]
     assert _rows(warehouse, "metrics_engagement_growth") == [(0, 0, 0, 0, 0, 0, 0, 0, 0)]
-    for name in ("metrics_volume_daily", "metrics_top_entities", "metrics_languages", "metrics_tweet_sentiment"):
+    for name in ("metrics_volume_daily", "metrics_top_entities", "metrics_languages"):
         assert _rows(warehouse, name) == [], name
+    assert _scores(warehouse) == {} and result.scored_new == 0
+
+
+def _metric_rows(warehouse: Warehouse, day: date = DAY) -> dict[str, list[tuple]]:
+    return {name: sorted(_rows(warehouse, name, day), key=repr) for name in METRIC_TABLES}
+
+
+def test_a_second_run_of_a_day_scores_nothing_and_gives_identical_metrics(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load(warehouse, hand_built_day())
+    first = analyze_day(warehouse, DAY)
+    assert first.scored_new == 2
+    metrics, scores = _metric_rows(warehouse), _scores(warehouse)
+
+    scored: list[list[str]] = []
+    real = analyze.score_texts
+    monkeypatch.setattr(analyze, "score_texts", lambda texts, workers=None: scored.append(texts) or real(texts, workers))
+    second = analyze_day(warehouse, DAY)
+    assert second.scored_new == 0 and scored == [[]]  # VADER saw no text
+    assert (second.tweets, second.scored_tweets, second.rows) == (first.tweets, first.scored_tweets, first.rows)
+    assert _metric_rows(warehouse) == metrics
+    assert _scores(warehouse) == scores
+
+    # A tweet added to the day (a later fetch) is the only one scored by the next run.
+    _load(warehouse, {"tweets": _frames({"tweets": [_tweet(6, 104, "en", "a sad day", _at(11), (0, 0, 0, 0))]})["tweets"]})
+    third = analyze_day(warehouse, DAY)
+    assert third.scored_new == 1 and scored[-1] == ["a sad day"]
+    assert set(_scores(warehouse)) == {1, 2, 6} and _rows(warehouse, "metrics_sentiment_daily")[0][:6] == (5, 3, 2, 1, 0, 2)
+
+
+# Three days of tweets whose VADER scores follow from the lexicon by hand: each English text holds one lexicon
+# word (valence v in vader_lexicon.txt: good 1.9, bad -2.5, great 3.1, sad -2.1) among words outside it, so
+# its compound is v / sqrt(v^2 + 15), rounded to 4 places as VADER rounds it; "the table has rows" holds none (0.0).
+D1, D2, D3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
+VALENCE = {"good": 1.9, "bad": -2.5, "great": 3.1, "sad": -2.1}
+
+
+def _compound(word: str | None) -> float:
+    v = VALENCE[word] if word else 0.0
+    return round(v / math.sqrt(v * v + 15), 4)
+
+
+def three_days() -> dict[str, pl.DataFrame]:
+    def t(tid: int, author: int, lang: str | None, text: str, counts: tuple, day: date) -> dict:
+        return _tweet(tid, author, lang, text, _at(10, day=day), counts, dt=day)
+
+    return _frames({"tweets": [
+        t(11, 1, "en", "good day", (3, 0, 0, 0), D1),
+        t(12, 2, "en", "bad day", (1, 1, 0, 0), D1),
+        t(13, 1, "fr", "bonjour", (0, 0, 0, 0), D1),
+        t(21, 3, "en", "our release was great", (10, 2, 1, 1), D2),
+        t(22, 3, "en", "the table has rows", (0, 0, 0, 0), D2),
+        t(23, 4, "en", "a sad day", (2, 0, 0, 0), D2),
+        t(24, 1, "es", "hola", (1, 0, 0, 0), D2),
+        t(31, 5, "de", "guten Tag", (0, 0, 0, 0), D3),
+        t(32, 5, None, "no language", (0, 0, 0, 0), D3),
+    ]})
+
+
+def test_metrics_over_three_days_match_hand_computed_values(warehouse: Warehouse) -> None:
+    _load(warehouse, three_days())
+    results = {day: analyze_day(warehouse, day) for day in (D3, D1, D2)}  # any order: each day is its own
+    assert {d: (r.tweets, r.scored_tweets, r.scored_new) for d, r in results.items()} == {
+        D1: (3, 2, 2), D2: (4, 3, 3), D3: (2, 0, 0)}
+
+    # tweets, authors, engagement (likes + retweets + replies + quotes), likes
+    assert {d: _rows(warehouse, "metrics_daily", d)[0][:4] for d in (D1, D2, D3)} == {
+        D1: (3, 2, 5, 4), D2: (4, 3, 17, 13), D3: (2, 1, 0, 0)}
+    assert {d: _rows(warehouse, "metrics_languages", d, order="lang") for d in (D1, D2, D3)} == {
+        D1: [("en", 2, 2 / 3), ("fr", 1, 1 / 3)],
+        D2: [("en", 3, 0.75), ("es", 1, 0.25)],
+        D3: [("de", 1, 0.5), ("unknown", 1, 0.5)]}
+
+    # tweets, scored, not scored, positive, neutral, negative; mean compound over the scored tweets
+    expected = {
+        D1: ((3, 2, 1, 1, 0, 1), (_compound("good") + _compound("bad")) / 2),
+        D2: ((4, 3, 1, 1, 1, 1), (_compound("great") + _compound(None) + _compound("sad")) / 3),
+        D3: ((2, 0, 2, 0, 0, 0), None),
+    }
+    for day, (counts, mean) in expected.items():
+        [row] = _rows(warehouse, "metrics_sentiment_daily", day)
+        assert row[:6] == counts, day
+        assert row[6] == (None if mean is None else pytest.approx(mean, abs=1e-12)), day
+
+    scores = _scores(warehouse)
+    assert {tid: (s[0], s[1], s[5]) for tid, s in scores.items()} == {
+        11: ("positive", _compound("good"), D1), 12: ("negative", _compound("bad"), D1),
+        21: ("positive", _compound("great"), D2), 22: ("neutral", 0.0, D2), 23: ("negative", _compound("sad"), D2)}
+    # "good day": (1.9 + 1) / (1.9 + 1 + 1 neutral word) positive, the rest neutral (VADER rounds to 3 places)
+    assert scores[11][2:5] == (0.744, 0.256, 0.0)
+    view = qualified("dashboard_tweets", warehouse.schema)
+    assert sorted(warehouse.query(f"SELECT tweet_id, sentiment, compound FROM {view} WHERE dt = DATE '{D2}'")) == [
+        (21, "positive", _compound("great")), (22, "neutral", 0.0), (23, "negative", _compound("sad")),
+        (24, "not scored", None)]
+    daily_view = qualified("dashboard_daily", warehouse.schema)
+    assert warehouse.query(f"SELECT positive_share, negative_share FROM {daily_view} WHERE dt = DATE '{D2}'") == [
+        (pytest.approx(1 / 3), pytest.approx(1 / 3))]
+
+    # Analyzing every day again scores nothing and changes no row.
+    before = {d: _metric_rows(warehouse, d) for d in (D1, D2, D3)}
+    assert [analyze_day(warehouse, d).scored_new for d in (D1, D2, D3)] == [0, 0, 0]
+    assert {d: _metric_rows(warehouse, d) for d in (D1, D2, D3)} == before and _scores(warehouse) == scores
 
 
 def _sample_pages(n: int) -> tuple[list[dict], dict[str, pl.DataFrame]]:

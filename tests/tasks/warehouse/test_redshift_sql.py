@@ -19,7 +19,7 @@ import pytest
 
 from tasks.analytics.analyze import analyze_day
 from tasks.analytics.dashboard import is_latest_day, load_dashboard_data
-from tasks.schema import METRIC_TABLES, TABLES
+from tasks.schema import METRIC_TABLES, SCORE_TABLES, TABLES
 from tasks.warehouse.base import WarehouseError
 from tasks.warehouse.redshift import (
     CopyAuthorization,
@@ -78,7 +78,11 @@ def test_every_statement_of_a_day_parses_as_redshift(
     assert any("FORMAT AS CSV" in s for s in statements) and any("FORMAT AS PARQUET" in s for s in statements)
     assert any("sys_load_error_detail" in s for s in statements)
     assert "SET statement_timeout TO 1800000" in statements
-    assert {name for name in METRIC_TABLES if any(f'"{name}"' in s for s in statements)} == set(METRIC_TABLES)
+    derived = {**METRIC_TABLES, **SCORE_TABLES}
+    assert {name for name in derived if any(f'"{name}"' in s for s in statements)} == set(derived)
+    # The day's new sentiment scores: staged by multi-row INSERT, then inserted where no score is stored.
+    assert any(s.startswith('INSERT INTO "stg_tweet_sentiment"') for s in statements)
+    assert any(s.startswith(f'INSERT INTO "{parquet.schema}"."tweet_sentiment"') for s in statements)
     assert_redshift(statements)
 
 
