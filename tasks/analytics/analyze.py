@@ -132,12 +132,15 @@ LEFT JOIN (
 ) r ON {col("r", "tweet_id")} = {col("t", "tweet_id")}
 WHERE {col("t", "dt")} = {d}"""
 
-    volume_daily = f"""SELECT {d}, {col("v", "query")}, COUNT(DISTINCT {col("v", "tweet_id")})
+    # COUNT(*), not COUNT(DISTINCT tweet_id): `tweet_queries` holds one row per (tweet_id, query) (its key, which
+    # the load's merge keeps unique on Redshift too) and `tweets` one per tweet_id, so each group's rows are
+    # distinct tweets already. DuckDB ran the two statements with COUNT(DISTINCT) in about twice the time.
+    volume_daily = f"""SELECT {d}, {col("v", "query")}, COUNT(*)
 FROM {t("tweet_queries")} v WHERE {col("v", "dt")} = {d} GROUP BY {col("v", "query")}"""
 
     utc = f"{col('t', 'created_at')} AT TIME ZONE 'UTC'"
     created_date, hour = f"CAST({utc} AS DATE)", f"CAST(EXTRACT(HOUR FROM {utc}) AS BIGINT)"
-    volume_hourly = f"""SELECT {d}, {col("v", "query")}, {created_date}, {hour}, COUNT(DISTINCT {col("t", "tweet_id")})
+    volume_hourly = f"""SELECT {d}, {col("v", "query")}, {created_date}, {hour}, COUNT(*)
 FROM {t("tweet_queries")} v JOIN {t("tweets")} t ON {col("t", "tweet_id")} = {col("v", "tweet_id")}
 WHERE {col("v", "dt")} = {d} AND {col("t", "created_at")} IS NOT NULL
 GROUP BY {col("v", "query")}, {created_date}, {hour}"""
