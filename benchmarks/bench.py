@@ -11,6 +11,11 @@ then runs each case on that same input in its own process, so peak RSS is the ca
   them, `pandas.DataFrame(list)`, `to_csv` (the tweets table only, which flatters it).
 - `floor`: the same raw pages read by Arrow's JSON reader and written straight to Parquet, no
   transformation: about the least any pipeline can do with these bytes.
+- `analysis`: the flow's `analyze-and-publish` (less its Prefect artifact) on the same day, loaded once
+  (untimed) into an embedded DuckDB warehouse: `analyze_day` on a fresh copy of it (every English tweet new
+  to sentiment scoring), then the publish step (dashboard views read, HTML rendered and written), then
+  `analyze_day` again (a re-run of an analyzed day: nothing left to score). Targets: analysis of the new day
+  in at most the pipeline's time for the same day, a re-run in under a tenth of it.
 
 Usage: `python benchmarks/bench.py [--tweets 1000000] [--repeat 3]` (or `make bench`); `--tweets 20000` is
 a quick run. Each case runs `--repeat` times, in rounds of every case in turn, and its median run is
@@ -42,9 +47,16 @@ if str(ROOT) not in sys.path:
 
 DAY = date(2026, 11, 24)
 QUERY = "#DataEng benchmark"
-CASES = ("generate", "pipeline", "baseline", "floor")
+CASES = ("generate", "pipeline", "baseline", "floor", "prepare-analysis", "analysis")
 TARGETS = {"speedup_vs_baseline_min": 4.0, "slowdown_vs_floor_max": 2.0, "peak_rss_gib_max": 1.5,
-           "rss_growth_max": 2.0}
+           "rss_growth_max": 2.0, "analysis_vs_pipeline_max": 1.0, "analysis_rerun_vs_pipeline_max": 0.1}
+# Each sample text plus one of these: texts that meet VADER's lexicon and rules (the sample's own words are
+# outside its lexicon), to show what scoring costs on real English text.
+SENTIMENT_TEXTS = (
+    "I love this release, it is really great!", "This outage is terrible and the support was not helpful.",
+    "Not bad at all, but the docs could be better.", "kind of disappointed :( never so slow before",
+    "Absolutely AMAZING work, thanks team!!!", "Is it broken again?? What a mess.",
+)
 
 
 @dataclass
@@ -156,6 +168,90 @@ def run_floor(root: Path, keys: list[str], out: Path) -> dict[str, Any]:
     return {"seconds": seconds, "tweets": tweets, "rows": {"pages": pages}, "bytes_written": out.stat().st_size}
 
 
+def prepare_analysis(root: Path, keys: list[str], expected_tweets: int, rows_per_file: int | None,
+                     warehouse_path: Path) -> dict[str, Any]:
+    """The day curated as the flow curates it and loaded into a new DuckDB warehouse (the analysis' input)."""
+    from prefect.filesystems import LocalFileSystem
+
+    from tasks.lake.bucket import LocalBucket
+    from tasks.lake.curate import ROWS_PER_FILE, curate_raw_files, part_count
+    from tasks.schema import TABLES
+    from tasks.warehouse.base import DuckDBWarehouse
+
+    bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
+    started = time.perf_counter()
+    curated = curate_raw_files(bucket, DAY, keys, part_count(expected_tweets, rows_per_file or ROWS_PER_FILE))
+    warehouse = DuckDBWarehouse(warehouse_path)
+    try:
+        warehouse.ensure_tables()
+        for name in (n for n in TABLES if n in curated.tables):
+            warehouse.load_day(bucket, curated.tables[name])
+    finally:
+        warehouse.close()
+    return {"seconds": time.perf_counter() - started, "tweets": curated.stats.tweets_seen}
+
+
+def run_analysis(root: Path, base: Path, out: Path, workers: int | None) -> dict[str, Any]:
+    """`analyze_day` on a new copy of the loaded day, publish, then `analyze_day` again (the re-run)."""
+    from prefect.filesystems import LocalFileSystem
+
+    from tasks.analytics.analyze import analyze_day
+    from tasks.analytics.dashboard import (
+        is_latest_day,
+        load_dashboard_data,
+        render_dashboard,
+        write_dashboard,
+    )
+    from tasks.analytics.sentiment import PARALLEL_AT, available_cores, score_texts
+    from tasks.lake.bucket import LocalBucket
+    from tasks.schema import METRIC_TABLES
+    from tasks.warehouse.base import DuckDBWarehouse
+
+    Path(f"{out}.wal").unlink(missing_ok=True)  # a copy of the loaded day, nothing of an earlier round's
+    shutil.copyfile(base, out)
+    bucket = LocalBucket(LocalFileSystem(basepath=str(root)))
+    warehouse = DuckDBWarehouse(out)
+
+    def metrics() -> dict[str, list[tuple]]:
+        return {name: sorted(warehouse.query(f"SELECT * FROM \"{name}\" WHERE \"dt\" = DATE '{DAY}'"), key=repr)
+                for name in METRIC_TABLES}
+
+    try:
+        started = time.perf_counter()
+        new = analyze_day(warehouse, DAY, workers=workers)
+        analyzed = time.perf_counter()
+        page = render_dashboard(load_dashboard_data(warehouse, DAY))
+        write_dashboard(page, DAY, bucket, None, is_latest_day(warehouse, DAY))
+        published = time.perf_counter()
+        first = metrics()
+        rerun_started = time.perf_counter()
+        rerun = analyze_day(warehouse, DAY, workers=workers)
+        rerun_done = time.perf_counter()
+        identical = metrics() == first
+        english = [row[0] for row in warehouse.query(
+            f"SELECT COALESCE(\"note_text\", \"text\") FROM \"tweets\" WHERE \"dt\" = DATE '{DAY}' "
+            "AND \"lang\" = 'en' AND COALESCE(\"note_text\", \"text\") IS NOT NULL ORDER BY \"tweet_id\"")]
+    finally:
+        warehouse.close()
+    # Scoring alone on the same number of texts that meet VADER's lexicon (not a target: information).
+    rich = [f"{text} {SENTIMENT_TEXTS[i % len(SENTIMENT_TEXTS)]}" for i, text in enumerate(english)]
+    scoring = time.perf_counter()
+    score_texts(rich, workers)
+    rich_seconds = time.perf_counter() - scoring
+    return {
+        "seconds": analyzed - started,
+        "tweets": new.tweets,
+        "scored_new": new.scored_new,
+        "publish_seconds": published - analyzed,
+        "rerun_seconds": rerun_done - rerun_started,
+        "rerun_scored_new": rerun.scored_new,
+        "metrics_identical": identical,
+        "workers": (workers or available_cores()) if new.scored_new >= PARALLEL_AT else 1,
+        "sentiment_texts_seconds": rich_seconds,
+        "page_bytes": len(page.encode()),
+    }
+
+
 def child_main(args: argparse.Namespace) -> None:
     root = Path(args.root)
     keys = json.loads(Path(args.keys_file).read_text()) if args.keys_file else []
@@ -166,6 +262,10 @@ def child_main(args: argparse.Namespace) -> None:
         result = run_pipeline(root, keys, args.expected_tweets, args.rows_per_file)
     elif args.case == "baseline":
         result = run_baseline(root, keys, out)
+    elif args.case == "prepare-analysis":
+        result = prepare_analysis(root, keys, args.expected_tweets, args.rows_per_file, out)
+    elif args.case == "analysis":
+        result = run_analysis(root, Path(args.base_warehouse), out, args.workers)
     else:
         result = run_floor(root, keys, out)
     print(json.dumps(result))
@@ -208,7 +308,7 @@ def run_child(*case_args: str) -> tuple[dict[str, Any], float, resource.struct_r
 
 
 def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, expected_tweets: int,
-             rows_per_file: int | None) -> CaseResult:
+             rows_per_file: int | None, extra: tuple[str, ...] = ()) -> CaseResult:
     keys_file = workdir / f"{name}.keys.json"
     keys_file.write_text(json.dumps(keys))
     # Write back what earlier cases wrote (hundreds of MiB each) before this one starts, so that no case
@@ -217,7 +317,7 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
     result, process_seconds, usage = run_child(
         "--case", case, "--root", str(root), "--keys-file", str(keys_file), "--out", str(workdir / f"{name}.out"),
         "--expected-tweets", str(expected_tweets),
-        *(["--rows-per-file", str(rows_per_file)] if rows_per_file else []),
+        *(["--rows-per-file", str(rows_per_file)] if rows_per_file else []), *extra,
     )
     return CaseResult(
         case=name,
@@ -262,12 +362,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workdir", type=Path, help="where the generated lake goes (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated lake in --workdir and reuse it next time")
     p.add_argument("--repeat", type=int, default=3, help="runs of each case; the median run is reported (default 3)")
+    p.add_argument("--workers", type=int, help="processes that score sentiment in the analysis (default: the cores)")
     # internal: run one case in this (child) process
     p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
     p.add_argument("--keys-file", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--expected-tweets", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--base-warehouse", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.case:
         child_main(args)
@@ -296,6 +398,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               flush=True)
         # Raw files hold 50 pages of 100 tweets: the first files make the smaller day.
         small_keys = keys[: max(1, -(-small // 5000))]
+        print("loading the day into a DuckDB warehouse for the analysis case ...", flush=True)
+        prepared = run_case("prepare-analysis", "analysis-base", lake, keys, workdir, args.tweets, args.rows_per_file)
+        print(f"  {prepared.seconds:.1f} s (curate + load, not timed as a case)", flush=True)
+        base_warehouse = workdir / "analysis-base.out"
+        analysis_args = ("--base-warehouse", str(base_warehouse),
+                         *(["--workers", str(args.workers)] if args.workers else []))
         every: dict[str, list[CaseResult]] = {}
         # Rounds of every case in turn, so a machine that slows down for a while slows every case alike.
         for round_number in range(1, args.repeat + 1):
@@ -304,9 +412,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ("pipeline", "pipeline", keys, args.tweets),
                 ("baseline", "baseline", keys, args.tweets),
                 ("floor", "floor", keys, args.tweets),
+                ("analysis", "analysis", keys, args.tweets),
             ):
                 print(f"round {round_number}/{args.repeat}: {name} on {len(case_keys)} raw files ...", flush=True)
-                r = run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file)
+                r = run_case(case, name, lake, case_keys, workdir, expected, args.rows_per_file,
+                             analysis_args if case == "analysis" else ())
                 every.setdefault(name, []).append(r)
                 print(f"  {r.seconds:.1f} s, {r.tweets_per_second:,.0f} tweets/s, peak RSS {r.peak_rss_mib:,.0f} MiB, "
                       f"{r.cpu_seconds:.1f} CPU s", flush=True)
@@ -318,11 +428,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     by = {r.case: r for r in runs}
     pipeline, baseline, floor, pipeline_small = by["pipeline"], by["baseline"], by["floor"], by["pipeline_small"]
+    analysis = by["analysis"]
     ratios = {
         "speedup_vs_baseline": baseline.seconds / pipeline.seconds,
         "slowdown_vs_floor": pipeline.seconds / floor.seconds,
         "peak_rss_gib": pipeline.peak_rss_mib / 1024,
         "rss_growth": pipeline.peak_rss_mib / pipeline_small.peak_rss_mib,
+        "analysis_vs_pipeline": analysis.seconds / pipeline.seconds,
+        # the re-run of the median analysis run, against the same pipeline median
+        "analysis_rerun_vs_pipeline": analysis.detail["rerun_seconds"] / pipeline.seconds,
     }
     # Each round ran the baseline right after the pipeline: its ratio shows how far the machine moved.
     speedup_by_round = [b.seconds / p.seconds for p, b in zip(every["pipeline"], every["baseline"], strict=True)]
@@ -331,6 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "slowdown_vs_floor": ratios["slowdown_vs_floor"] <= TARGETS["slowdown_vs_floor_max"],
         "peak_rss_gib": ratios["peak_rss_gib"] < TARGETS["peak_rss_gib_max"],
         "rss_growth": ratios["rss_growth"] <= TARGETS["rss_growth_max"],
+        "analysis_vs_pipeline": ratios["analysis_vs_pipeline"] <= TARGETS["analysis_vs_pipeline_max"],
+        "analysis_rerun_vs_pipeline": ratios["analysis_rerun_vs_pipeline"] < TARGETS["analysis_rerun_vs_pipeline_max"],
     }
     info["machine"]["load_average_after"] = os.getloadavg()
     report = {
@@ -340,6 +456,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         **info,
         "generation": {"seconds": gen_seconds, "raw_files": len(keys), "raw_gzip_bytes": raw_bytes},
+        "analysis_preparation_seconds": prepared.seconds,
         "repeat": args.repeat,
         "rows": [{**asdict(r), "tweets_per_second": r.tweets_per_second} for r in runs],
         "all_runs": {name: [asdict(r) for r in results] for name, results in every.items()},
@@ -379,6 +496,24 @@ def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
     print(f"pipeline peak RSS:    {ratios['peak_rss_gib']:.2f} GiB (target < 1.5 GiB) {flag('peak_rss_gib')}")
     print(f"RSS growth:           {ratios['rss_growth']:.2f}x from {report['small_tweets']:,} to "
           f"{report['tweets']:,} tweets (target <= 2x) {flag('rss_growth')}")
+
+    by = {r.case: r for r in runs}
+    pipeline, analysis = by["pipeline"], by["analysis"]
+    a = analysis.detail
+    every = report["all_runs"]["analysis"]
+    reruns = ", ".join(f"{r['detail']['rerun_seconds']:.2f}" for r in every)
+    print(f"\nanalysis (analyze-and-publish) of the same day, {a['scored_new']:,} English tweets new to sentiment "
+          f"scoring, {a['workers']} scoring process(es), embedded DuckDB:")
+    print(f"  analyze, new day:    {analysis.seconds:.2f} s = {ratios['analysis_vs_pipeline']:.2f}x the pipeline's "
+          f"{pipeline.seconds:.2f} s (normalize + curate; target <= 1x) {flag('analysis_vs_pipeline')}")
+    print(f"  analyze, re-run:     {a['rerun_seconds']:.2f} s ({reruns}), {a['rerun_scored_new']} tweets scored, "
+          f"metrics identical: {a['metrics_identical']} = {ratios['analysis_rerun_vs_pipeline']:.1%} of the "
+          f"pipeline's time (target < 10%) {flag('analysis_rerun_vs_pipeline')}")
+    print(f"  publish (views, HTML, write): {a['publish_seconds']:.2f} s, {a['page_bytes'] / 2**20:.1f} MiB page; "
+          f"with it: new {(analysis.seconds + a['publish_seconds']) / pipeline.seconds:.2f}x, re-run "
+          f"{(a['rerun_seconds'] + a['publish_seconds']) / pipeline.seconds:.1%} of the pipeline's time")
+    print(f"  scoring alone, the same {a['scored_new']:,} texts each with a sentence VADER's lexicon knows: "
+          f"{a['sentiment_texts_seconds']:.2f} s (the sample's own words are outside the lexicon)")
 
 
 if __name__ == "__main__":

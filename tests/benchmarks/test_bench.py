@@ -22,7 +22,7 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     [result_file] = tmp_path.glob("bench-20000-*.json")
     report = json.loads(result_file.read_text())
     rows = {r["case"]: r for r in report["rows"]}
-    assert set(rows) == {"pipeline_small", "pipeline", "baseline", "floor"}
+    assert set(rows) == {"pipeline_small", "pipeline", "baseline", "floor", "analysis"}
     for case in ("pipeline", "baseline", "floor"):
         assert rows[case]["tweets"] >= 20000 and rows[case]["seconds"] > 0 and rows[case]["peak_rss_mib"] > 0
     # The pipeline and the baseline read the same pages and keep one row per tweet id.
@@ -31,7 +31,13 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     # each case ran twice and the row is the faster run (the lower middle of two)
     for case, runs in report["all_runs"].items():
         assert len(runs) == 2 and rows[case]["seconds"] == min(r["seconds"] for r in runs), case
-    assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth"}
+    assert set(report["ratios"]) == {"speedup_vs_baseline", "slowdown_vs_floor", "peak_rss_gib", "rss_growth",
+                                     "analysis_vs_pipeline", "analysis_rerun_vs_pipeline"}
+    # The analysis scores every English tweet of the day once: its re-run scores none and changes no metric.
+    analysis = rows["analysis"]
+    assert analysis["tweets"] == 20000 and analysis["detail"]["scored_new"] > 5000
+    assert analysis["detail"]["rerun_scored_new"] == 0 and analysis["detail"]["metrics_identical"] is True
+    assert "analyze, new day" in run.stdout and "analyze, re-run" in run.stdout and "target < 10%" in run.stdout
     assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
     # the speed-up within each round: that round's baseline time over its pipeline time
     all_runs = report["all_runs"]
