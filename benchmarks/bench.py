@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from importlib import metadata
@@ -331,6 +332,12 @@ def run_case(case: str, name: str, root: Path, keys: list[str], workdir: Path, e
     )
 
 
+def median_of(values: Iterable[float]) -> float:
+    """The median (the lower middle one of an even count), as `median_run` picks runs."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def median_run(results: list[CaseResult]) -> CaseResult:
     """The run with the median time (the lower middle one of an even count); its own RSS and CPU go with it."""
     return sorted(results, key=lambda r: r.seconds)[(len(results) - 1) // 2]
@@ -435,11 +442,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_rss_gib": pipeline.peak_rss_mib / 1024,
         "rss_growth": pipeline.peak_rss_mib / pipeline_small.peak_rss_mib,
         "analysis_vs_pipeline": analysis.seconds / pipeline.seconds,
-        # the re-run of the median analysis run, against the same pipeline median
-        "analysis_rerun_vs_pipeline": analysis.detail["rerun_seconds"] / pipeline.seconds,
+        # the median re-run (each round's analysis re-runs once), against the pipeline's median
+        "analysis_rerun_vs_pipeline": median_of(r.detail["rerun_seconds"] for r in every["analysis"]) / pipeline.seconds,
     }
     # Each round ran the baseline right after the pipeline: its ratio shows how far the machine moved.
     speedup_by_round = [b.seconds / p.seconds for p, b in zip(every["pipeline"], every["baseline"], strict=True)]
+    # The analysis runs in the same round as the pipeline, a few seconds later: the same machine, as near as it gets.
+    analysis_by_round = [{"analysis_vs_pipeline": a.seconds / p.seconds,
+                          "analysis_rerun_vs_pipeline": a.detail["rerun_seconds"] / p.seconds}
+                         for p, a in zip(every["pipeline"], every["analysis"], strict=True)]
     met = {
         "speedup_vs_baseline": ratios["speedup_vs_baseline"] >= TARGETS["speedup_vs_baseline_min"],
         "slowdown_vs_floor": ratios["slowdown_vs_floor"] <= TARGETS["slowdown_vs_floor_max"],
@@ -462,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "all_runs": {name: [asdict(r) for r in results] for name, results in every.items()},
         "ratios": ratios,
         "speedup_vs_baseline_by_round": speedup_by_round,
+        "analysis_by_round": analysis_by_round,
         "targets": TARGETS,
         "targets_met": met,
     }
@@ -501,17 +513,23 @@ def print_report(report: dict[str, Any], runs: list[CaseResult]) -> None:
     pipeline, analysis = by["pipeline"], by["analysis"]
     a = analysis.detail
     every = report["all_runs"]["analysis"]
-    reruns = ", ".join(f"{r['detail']['rerun_seconds']:.2f}" for r in every)
+    reruns = [r["detail"]["rerun_seconds"] for r in every]
+    publish = median_of(r["detail"]["publish_seconds"] for r in every)
+    rerun = median_of(reruns)
+    rounds = report["analysis_by_round"]
     print(f"\nanalysis (analyze-and-publish) of the same day, {a['scored_new']:,} English tweets new to sentiment "
-          f"scoring, {a['workers']} scoring process(es), embedded DuckDB:")
+          f"scoring, {a['workers']} scoring process(es), embedded DuckDB; medians, runs in brackets:")
     print(f"  analyze, new day:    {analysis.seconds:.2f} s = {ratios['analysis_vs_pipeline']:.2f}x the pipeline's "
-          f"{pipeline.seconds:.2f} s (normalize + curate; target <= 1x) {flag('analysis_vs_pipeline')}")
-    print(f"  analyze, re-run:     {a['rerun_seconds']:.2f} s ({reruns}), {a['rerun_scored_new']} tweets scored, "
-          f"metrics identical: {a['metrics_identical']} = {ratios['analysis_rerun_vs_pipeline']:.1%} of the "
-          f"pipeline's time (target < 10%) {flag('analysis_rerun_vs_pipeline')}")
-    print(f"  publish (views, HTML, write): {a['publish_seconds']:.2f} s, {a['page_bytes'] / 2**20:.1f} MiB page; "
-          f"with it: new {(analysis.seconds + a['publish_seconds']) / pipeline.seconds:.2f}x, re-run "
-          f"{(a['rerun_seconds'] + a['publish_seconds']) / pipeline.seconds:.1%} of the pipeline's time")
+          f"{pipeline.seconds:.2f} s (normalize + curate; target <= 1x) {flag('analysis_vs_pipeline')}; round by round "
+          + ", ".join(f"{r['analysis_vs_pipeline']:.2f}x" for r in rounds))
+    print(f"  analyze, re-run:     {rerun:.2f} s ({', '.join(f'{x:.2f}' for x in reruns)}), "
+          f"{max(r['detail']['rerun_scored_new'] for r in every)} tweets scored, metrics identical: "
+          f"{all(r['detail']['metrics_identical'] for r in every)} = {ratios['analysis_rerun_vs_pipeline']:.1%} of the "
+          f"pipeline's time (target < 10%) {flag('analysis_rerun_vs_pipeline')}; round by round "
+          + ", ".join(f"{r['analysis_rerun_vs_pipeline']:.1%}" for r in rounds))
+    print(f"  publish (views, HTML, write): {publish:.2f} s, {a['page_bytes'] / 2**20:.1f} MiB page; with it: new "
+          f"{(analysis.seconds + publish) / pipeline.seconds:.2f}x, re-run {(rerun + publish) / pipeline.seconds:.1%} "
+          "of the pipeline's time (publish is not in the targets checked above)")
     print(f"  scoring alone, the same {a['scored_new']:,} texts each with a sentence VADER's lexicon knows: "
           f"{a['sentiment_texts_seconds']:.2f} s (the sample's own words are outside the lexicon)")
 
