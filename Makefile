@@ -50,7 +50,7 @@ browser:
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check flows tasks blocks tests
 
-# Normalize + write benchmark (default 1,000,000 tweets, ~5 min); quick: make bench ARGS="--tweets 20000".
+# Normalize + write and analysis benchmark (default 1,000,000 tweets, ~5 min + the analysis case); quick: make bench ARGS="--tweets 20000".
 bench: $(VENV)/.synced
 	$(PY) benchmarks/bench.py $(ARGS)
 

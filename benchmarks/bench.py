@@ -1,4 +1,4 @@
-"""Benchmark: normalize + write N generated tweets, beside the tutorial baseline and the floor.
+"""Benchmark: normalize + write of N generated tweets vs a tutorial baseline and a floor, and their analysis.
 
 One run lands N sample tweets as the raw gzip JSON-lines files the pipeline lands (timed on its own),
 then runs each case on that same input in its own process, so peak RSS is the case's alone
