@@ -78,6 +78,10 @@ class _DayGenerator:
         self.n_users = max(5, n_tweets // 4)
         self.user_base = 10_000 + zlib.crc32(query.encode()) % 1000 * 1_000_000
         self.users: dict[int, dict[str, Any]] = {}
+        # An X id names one post forever; days generated with other sizes share the random stream's first
+        # timestamps, so the size salts the id's sequence bits (XOR: still one id per index) and a tweet id never
+        # names two different posts (the analysis keeps one sentiment score per id).
+        self.id_salt = zlib.crc32(f"{n_tweets}".encode()) & 0x3FFFFF
 
     def user(self, uid: int) -> dict[str, Any]:
         if uid not in self.users:
@@ -88,7 +92,7 @@ class _DayGenerator:
 
     def tweet(self, idx: int, ts: datetime) -> dict[str, Any]:
         rng = self.rng
-        tid = snowflake(ts, idx)
+        tid = snowflake(ts, idx ^ self.id_salt)
         author = self.user_base + rng.randrange(self.n_users)
         if self.hard_cases and idx < len(HARD_TEXTS):
             text = HARD_TEXTS[idx]
