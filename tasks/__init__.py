@@ -1,5 +1,6 @@
 """The pipeline's stages, one module each."""
 
+import logging
 import os
 
 # Polars' allocator (jemalloc) hands memory freed for 0.5 s back to the kernel (polars sets
@@ -9,3 +10,16 @@ import os
 # runs). Polars reads `_RJEM_MALLOC_CONF` once, when first imported, so this is set before any stage
 # imports it; a value already in the environment wins.
 os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
+
+
+def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger inside a flow or task (its lines reach the UI), else the module logger `name`
+    (a library user, a unit test). Prefect is imported here, not at the top: this module sets the variable
+    above before anything imports polars."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(name)

@@ -30,10 +30,10 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from tasks import run_logger
 from tasks.analytics.sentiment import score_texts
 from tasks.schema import METRIC_TABLES, SCORE_TABLES, qualified, quote_ident
 from tasks.warehouse.base import Warehouse, staging_name
-from tasks.warehouse.postgres import run_logger
 
 DEFAULT_TOP_N = 20
 SENTIMENT = SCORE_TABLES["tweet_sentiment"]
@@ -385,7 +385,7 @@ def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N, wor
         f'SELECT "tweets", "scored_tweets" FROM {qualified("metrics_sentiment_daily", schema)} '
         f'WHERE "dt" = {day_literal(day)}'
     )
-    run_logger().info("sentiment of %s: %d of %d tweets scored, %d of them by this run (the rest were stored)",
+    run_logger(__name__).info("sentiment of %s: %d of %d tweets scored, %d of them by this run (the rest were stored)",
                       day, scored, tweets, scored_new)
     return DayMetrics(day, rows, tweets=tweets, scored_tweets=scored, scored_new=scored_new)
 

@@ -15,7 +15,6 @@ still writing: it then fails at the end naming the other run, rather than ending
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -27,10 +26,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
+from tasks import run_logger
 from tasks.lake.bucket import Bucket, BucketError, TransientBucketError
 
 # Renewed every quarter of it: three renewals may fail (bucket retries included) before it lapses, and a
@@ -88,13 +86,6 @@ class LeaseRecord:
         return record if record.expires_at.tzinfo else None
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 class DayLease:
     """The lease of one day in one bucket, as one run sees it."""
 
@@ -108,7 +99,7 @@ class DayLease:
         self.lost = False
         self.lost_to: LeaseRecord | None = None  # the lease found in place of this run's, once lost
         self._tag = ""
-        self.logger = _logger()
+        self.logger = run_logger(__name__)
         self.on_lost: Callable[[], object] = lambda: None
 
     def try_acquire(self) -> LeaseRecord | None:

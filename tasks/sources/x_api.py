@@ -35,12 +35,11 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import requests
 import tweepy
-from prefect import get_run_logger
 from prefect.blocks.system import Secret
-from prefect.exceptions import MissingContextError
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from tasks import run_logger
 from tasks.lake.bucket import Bucket
 from tasks.lake.land import (
     UNFINISHED,
@@ -88,13 +87,6 @@ class XApiUnavailable(RuntimeError):
 def timeline_target(username: str) -> str:
     """The query string under which an account's timeline is fetched, landed and recorded."""
     return TIMELINE_PREFIX + username.lstrip("@")
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called outside a flow (a library user, a unit test)
-        return logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,7 +267,7 @@ class XApiSource:
     def land(self, bucket: Bucket, query: str, day: date, pages_per_file: int = 50) -> LandedQuery:
         """Land the day's pages newer than the watermark, saving the day's cursor and landing record after
         each batch and advancing the watermark once the last page is in the bucket."""
-        log = _logger()
+        log = run_logger(__name__)
         record = mark_unfinished(bucket, self.name, query, day, UNFINISHED)  # the whole day's landings
         state = read_state(bucket, query)
         target = self._target(query, state)
@@ -369,7 +361,7 @@ class XApiSource:
             bounds["since_id"] = since_id
             return Cursor(tag=f"since-{since_id}", bounds=bounds)
         if since_id:
-            _logger().warning("watermark %s is older than recent search's 7 days; starting at the look-back",
+            run_logger(__name__).warning("watermark %s is older than recent search's 7 days; starting at the look-back",
                               since_id)
         start = max(day_start, now - self.lookback).replace(microsecond=0)
         if start >= min(day_end, now):
@@ -397,7 +389,7 @@ class XApiSource:
         advances its token only after a successful response, so asking it again after a 429 or 5xx
         asks for the same page.
         """
-        log = _logger()
+        log = run_logger(__name__)
         if target.user_id is None:
             method, args, token_param = self.client.search_recent_tweets, (target.query,), "next_token"
         else:
@@ -438,7 +430,7 @@ class XApiSource:
         Hand-written because tweepy's `wait_on_rate_limit` sleeps without a bound or a run log and
         retries no 5xx, and urllib3's `Retry` would hide the waits from the Prefect run's log.
         """
-        log = _logger()
+        log = run_logger(__name__)
         failures = rate_limited = 0
         while True:
             try:

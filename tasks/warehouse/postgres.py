@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import re
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -21,11 +20,10 @@ from typing import Any
 import psycopg2
 import pyarrow as pa
 import sqlalchemy as sa
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from tasks import run_logger
 from tasks.lake.bucket import Bucket
 from tasks.lake.curate import TableFiles
 from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
@@ -49,13 +47,6 @@ _ARN_ACCOUNT = re.compile(r"(arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:)\d{12}(?=:)")
 def redact(text: str) -> str:
     """`text` with every AWS credential masked: for logged SQL and error messages."""
     return _ARN_ACCOUNT.sub(r"\1************", _SECRET_PAIRS.sub(r"\1=***", text))
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def engine_url(url: str, password: str | None, drivername: str | None = None) -> sa.URL:
@@ -241,7 +232,7 @@ class SqlWarehouse(Warehouse):
         """Create missing tables and add columns the schema gained, in one transaction; then widen the
         VARCHAR columns the schema widened, each on its own (Redshift refuses `ALTER COLUMN ... TYPE` inside
         a transaction block)."""
-        logger = run_logger()
+        logger = run_logger(__name__)
         try:
             with self.engine.begin() as conn:
                 if self.schema:
@@ -321,7 +312,7 @@ class PostgresWarehouse(SqlWarehouse):
     dialect: Dialect = "postgresql"
 
     def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
-        logger = run_logger()
+        logger = run_logger(__name__)
         raw = conn.connection.dbapi_connection  # psycopg2's copy_expert is not exposed by SQLAlchemy
         # HEADER MATCH (PostgreSQL 15+) also checks that the CSV's columns are the staging table's.
         header = "MATCH" if raw.server_version >= 150000 else "true"

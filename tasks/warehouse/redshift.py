@@ -21,6 +21,7 @@ from sqlalchemy.sql import quoted_name
 from sqlalchemy_redshift.commands import Compression, CopyCommand, Format
 from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
+from tasks import run_logger
 from tasks.lake.bucket import Bucket
 from tasks.lake.curate import TableFiles, read_manifest
 from tasks.schema import Dialect as SqlDialect
@@ -33,7 +34,6 @@ from tasks.warehouse.postgres import (
     block_timeouts,
     engine_url,
     redact,
-    run_logger,
 )
 
 if TYPE_CHECKING:
@@ -265,7 +265,7 @@ class RedshiftWarehouse(SqlWarehouse):
     def fill_staging(self, conn: Connection, bucket: Bucket, files: TableFiles, table: Table) -> int:
         copy = self.copy_statement(bucket, files, table)
         manifest_rows = read_manifest(bucket, files.manifests[self.options.format])["meta"]["record_count"]
-        run_logger().info("%s: %s", table.name, copy.masked)
+        run_logger(__name__).info("%s: %s", table.name, copy.masked)
         conn.exec_driver_sql(copy.sql)
         copied = conn.exec_driver_sql("SELECT pg_last_copy_count()").scalar_one()
         if copied != manifest_rows:
