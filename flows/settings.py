@@ -18,6 +18,7 @@ from prefect.blocks.system import Secret
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from blocks import saved_block_slug
 from blocks.warehouse import Warehouse
 from tasks.lake.curate import ROWS_PER_FILE
 from tasks.runs.lease import DEFAULT_WAIT_SECONDS
@@ -173,22 +174,13 @@ class PipelineSettings(StorageSettings):
         return self
 
     def describe_blocks(self) -> str:
-        names = [f"{label} {block_label(block)}" for label, block in
-                 (("bucket", self.bucket), ("warehouse", self.warehouse)) if block is not None]
+        blocks = [("bucket", self.bucket), ("warehouse", self.warehouse)]
+        names = [f"{label} {saved_block_slug(block) or f'an unsaved {block.get_block_type_slug()} block'}"
+                 for label, block in blocks if block is not None]
         return ", ".join(names) or "embedded defaults"
-
-    def storage(self) -> StorageSettings:
-        return StorageSettings(**{name: getattr(self, name) for name in StorageSettings.model_fields})
 
     @classmethod
     def for_replay(cls, storage: StorageSettings) -> PipelineSettings:
         """Settings of a day re-processed from its landed pages (the backfill)."""
         return cls(source="replay", **{name: getattr(storage, name) for name in StorageSettings.model_fields})
 
-
-def block_label(block: Block) -> str:
-    """`<type-slug>/<name>` of a saved block, or its type for an unsaved one: never its values."""
-    name = getattr(block, "_block_document_name", None)
-    if name and not getattr(block, "_is_anonymous", False):
-        return f"{block.get_block_type_slug()}/{name}"
-    return f"an unsaved {block.get_block_type_slug()} block"

@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 from prefect_aws import S3Bucket
 
+from blocks import saved_block_slug
 from tasks.lake.bucket import Bucket, BucketError, StoredObject, TransientBucketError, WriteVerificationError
 
 # Used unless the block's `AwsClientParameters.config` says otherwise (its values take precedence).
@@ -84,10 +85,8 @@ class S3Lake(Bucket):
 
     @property
     def block_label(self) -> str:
-        name = getattr(self.block, "_block_document_name", None)
-        if name and not getattr(self.block, "_is_anonymous", False):
-            return f"block {self.block.get_block_type_slug()}/{name}"
-        return "an unsaved S3Bucket block"
+        slug = saved_block_slug(self.block)
+        return f"block {slug}" if slug else "an unsaved S3Bucket block"
 
     @property
     def client(self) -> Any:

@@ -54,10 +54,6 @@ class WarehouseTarget:
     def duckdb_path(self) -> Path:
         return self.local_root / DUCKDB_FILE
 
-    @property
-    def is_embedded(self) -> bool:
-        return self.block is None
-
     def describe(self) -> str:
         if self.block is None:
             return f"DuckDB file {self.duckdb_path.resolve()}"

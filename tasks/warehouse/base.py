@@ -27,7 +27,6 @@ from tasks.lake.bucket import Bucket
 from tasks.lake.curate import TableFiles
 from tasks.schema import TABLES, Column, Dialect, Table, qualified, quote_ident
 
-DEFAULT_DUCKDB_PATH = Path("data/warehouse.duckdb")
 # Rows per multi-row INSERT of `values_statements`: about 170 KB of SQL for sentiment rows (Redshift takes up to
 # 16 MB a statement, and its leader node plans each one, so fewer are better there). PostgreSQL loaded 120,000 sentiment rows this way in
 # 1.7-2.8 s with any batch from 500 to 5,000 rows (three interleaved rounds on a busy machine; 0.5 s of it is
@@ -215,7 +214,7 @@ class Warehouse(ABC):
 class DuckDBWarehouse(Warehouse):
     dialect: Dialect = "duckdb"
 
-    def __init__(self, path: Path = DEFAULT_DUCKDB_PATH) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path).resolve()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
