@@ -64,6 +64,13 @@ def writable_folder(text: str) -> str:
     return text
 
 
+def catchup_days(text: str) -> int:
+    days = int(text)
+    if days < 1:
+        raise InvalidParameter(f"{days} is not at least 1")
+    return days
+
+
 def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse type whose ValueError message becomes the error line (argparse's own names no reason)."""
 
@@ -85,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--day", type=_argument(lambda text: check_day(date.fromisoformat(text))), default=None,
                    help="UTC day to process, YYYY-MM-DD (default: catch up to today)")
-    p.add_argument("--max-catchup-days", type=int, default=None, help="the most days one catch-up run processes")
+    p.add_argument("--max-catchup-days", type=_argument(catchup_days), default=None,
+                   help="the most days one catch-up run processes (default: 7)")
     for name, field in PipelineSettings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         options: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description} (default: {default})"}
@@ -115,19 +123,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         settings = PipelineSettings(**given)
     except ValidationError as exc:
         send_prefect_queues()  # loading a block queues events: their shutdown messages come before the error line
-        error = exc.errors()[0]
-        if not error["loc"]:  # the options together are refused (production blocks with sample data)
-            sys.exit(f"error: {_one_line(str(error['msg']).removeprefix('Value error, '))}")
-        parser.error(settings_error(exc))
+        option, message = settings_problem(exc)
+        if option is None:  # the options together are refused (production blocks with sample data)
+            sys.exit(f"error: {message}")
+        parser.error(f"argument {option}: {message}")
     return argparse.Namespace(day=args.day, max_catchup_days=args.max_catchup_days, settings=settings)
 
 
-def settings_error(exc: ValidationError) -> str:
-    """The first problem of one option in one line, naming the option."""
+def settings_problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The first problem in one line, and the option it comes from (None: the options taken together)."""
     error = exc.errors()[0]
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = _one_line(str(error["msg"]).removeprefix("Value error, "))
+    if not error["loc"]:
+        return None, message
     name = str(error["loc"][0])
-    return f"argument {option_name(name, PipelineSettings.model_fields[name])}: {message}"
+    return option_name(name, PipelineSettings.model_fields[name]), message
 
 
 def send_prefect_queues(timeout_seconds: float = 10) -> None:

@@ -217,6 +217,7 @@ ONE_ATTEMPT = {"retries": {"max_attempts": 1}}  # boto3: fail at once, the test 
         (["--x-lookback-hours", "168"], "argument --x-lookback-hours: Input should be less than 168"),
         (["--lease-wait-seconds", "-1"], "argument --lease-wait-seconds: Input should be greater than or equal to 0"),
         (["--source", "csv"], "argument --source: invalid choice: 'csv'"),
+        (["--max-catchup-days", "0"], "argument --max-catchup-days: 0 is not at least 1"),
         (["--x-api-base-url", "x.example.com"], "--x-api-base-url: 'x.example.com' is not an http(s) URL"),
         (["--x-api-base-url", "ftp://x.example"], "--x-api-base-url: 'ftp://x.example' is not an http(s)"),
     ],
