@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.daily import TAGS, process_day
+from flows.daily import day_run_tags, process_day
 from flows.settings import PipelineSettings, StorageSettings
 from tasks.runs.summary import RunSummary
 
@@ -57,7 +56,7 @@ def backfill(
     settings = PipelineSettings.for_replay(storage)
     logger = get_run_logger()
     logger.info("replaying %d days, %s to %s, %d at a time", len(days), start, end, max_parallel)
-    with tags(*TAGS, *(flow_run.tags or ())), ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
+    with day_run_tags(), ThreadPoolTaskRunner(max_workers=max_parallel) as runner:
         futures = {day: runner.submit(replay_day, {"day": day, "settings": settings}) for day in days}
         wait(list(futures.values()))
     failed = [day for day, future in futures.items() if not future.state.is_completed()]

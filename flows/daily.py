@@ -8,6 +8,7 @@ typed model (flows/settings.py); the edges they name are resolved once per day (
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from datetime import date
 
 from prefect import flow, get_run_logger, tags
@@ -30,6 +31,12 @@ from tasks.runs.summary import (
 from tasks.warehouse import load_warehouse
 
 TAGS = ("x-pipeline",)
+
+
+def day_run_tags() -> AbstractContextManager[set[str]]:
+    """Tags of the day runs a flow starts: the pipeline's and the starting run's own (a deployment's), so a
+    filter on them shows the runs that do the work."""
+    return tags(*TAGS, *(flow_run.tags or ()))
 
 
 def daily_run_name() -> str:
@@ -94,7 +101,7 @@ def daily(
     """
     days = [check_day(day)] if day is not None else plan_days(settings, max_catchup_days)
     not_analyzed = []
-    with tags(*TAGS, *(flow_run.tags or ())):  # the day runs carry the deployment's tags
+    with day_run_tags():
         for each in days:
             summary = process_day(day=each, settings=settings)
             if summary.analysis.get("status") == "failed":

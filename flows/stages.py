@@ -14,11 +14,16 @@ from prefect import get_run_logger
 from flows.edges import Edges
 from flows.settings import PipelineSettings
 from tasks.analytics.dashboard import analyze_and_publish
-from tasks.lake.land import LandedQuery, fetch_and_land, landed_error_keys, landed_raw_keys
+from tasks.lake.land import (
+    MAX_TWEETS_PER_PAGE,
+    PAGES_PER_FILE,
+    LandedQuery,
+    fetch_and_land,
+    landed_error_keys,
+    landed_raw_keys,
+)
 from tasks.runs.completeness import require_complete_landing
 from tasks.sources import timeline_target
-
-PAGES_PER_RAW_FILE, TWEETS_PER_PAGE = 50, 100
 
 
 @dataclass
@@ -43,7 +48,7 @@ class DayPages:
     @property
     def expected_rows(self) -> int:
         """Tweets landed, else the most the raw files can hold: sizes the curated parts before counting."""
-        return sum(q.tweets for q in self.landed) or PAGES_PER_RAW_FILE * TWEETS_PER_PAGE * len(self.raw_keys)
+        return sum(q.tweets for q in self.landed) or PAGES_PER_FILE * MAX_TWEETS_PER_PAGE * len(self.raw_keys)
 
 
 def land_day(edges: Edges, settings: PipelineSettings, day: date) -> DayPages:

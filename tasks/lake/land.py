@@ -28,6 +28,8 @@ from prefect.tasks import exponential_backoff
 from tasks.lake.bucket import Bucket, StoredObject, retry_unless_bucket_error
 
 LANDING_RECORD = "_landed.json"
+PAGES_PER_FILE = 50  # pages in one raw file
+MAX_TWEETS_PER_PAGE = 100  # X API v2's largest max_results, which the sources ask for
 UNFINISHED = "its landing started but has not finished (interrupted, or still running)"
 
 
@@ -159,7 +161,7 @@ def land_pages(
     query: str,
     day: date,
     pages: Iterable[FetchedPage],
-    pages_per_file: int = 50,
+    pages_per_file: int = PAGES_PER_FILE,
     replace: bool = True,
     run_tag: str = "",
 ) -> LandedQuery:
@@ -237,7 +239,8 @@ def retry_unless_permanent(task: object, task_run: object, state: State) -> bool
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def fetch_and_land(source: PageSource, bucket: Bucket, query: str, day: date, pages_per_file: int = 50) -> LandedQuery:
+def fetch_and_land(source: PageSource, bucket: Bucket, query: str, day: date,
+                   pages_per_file: int = PAGES_PER_FILE) -> LandedQuery:
     """Fetch one query's pages for `day` and land them raw, logging progress as pages arrive."""
     logger = get_run_logger()
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from tasks.lake.land import FetchedPage
+from tasks.lake.land import MAX_TWEETS_PER_PAGE, FetchedPage
 
 TWITTER_EPOCH_MS = 1288834974657
 SEARCH_ENDPOINT = "/2/tweets/search/recent"
@@ -254,7 +254,7 @@ class SampleSource:
         fetched_at = iso(start + timedelta(days=1) - timedelta(milliseconds=1))
         next_token = None
         for body in generate_pages(day, query, self.tweets_per_query, seed=self.seed):
-            params = {"query": query, "max_results": 100, "start_time": iso(start),
+            params = {"query": query, "max_results": MAX_TWEETS_PER_PAGE, "start_time": iso(start),
                       "end_time": iso(start + timedelta(days=1))}
             if next_token:
                 params["next_token"] = next_token

@@ -42,6 +42,8 @@ from requests.adapters import HTTPAdapter
 from tasks import run_logger
 from tasks.lake.bucket import Bucket
 from tasks.lake.land import (
+    MAX_TWEETS_PER_PAGE,
+    PAGES_PER_FILE,
     UNFINISHED,
     FetchedPage,
     LandedQuery,
@@ -67,7 +69,7 @@ REQUEST_FIELDS: dict[str, str] = {
     "expansions": "author_id,entities.mentions.username,in_reply_to_user_id,referenced_tweets.id,"
     "referenced_tweets.id.author_id",
 }
-MAX_RESULTS = 100
+MAX_RESULTS = MAX_TWEETS_PER_PAGE
 
 T = TypeVar("T")
 
@@ -264,7 +266,7 @@ class XApiSource:
                 yield page
 
     # -- incremental landing -----------------------------------------------------------------------
-    def land(self, bucket: Bucket, query: str, day: date, pages_per_file: int = 50) -> LandedQuery:
+    def land(self, bucket: Bucket, query: str, day: date, pages_per_file: int = PAGES_PER_FILE) -> LandedQuery:
         """Land the day's pages newer than the watermark, saving the day's cursor and landing record after
         each batch and advancing the watermark once the last page is in the bucket."""
         log = run_logger(__name__)
