@@ -337,6 +337,13 @@ def _metric(name: str, columns: tuple[Column, ...], key: tuple[str, ...], doc: s
     return Table(name, (_DAY, *columns), ("dt", *key), doc, sortkey=("dt",))
 
 
+# The entity of the entity metrics tables: its kind and its value.
+_ENTITY = (
+    _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
+    _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+)
+
+
 def _share(name: str) -> Column:
     return _c(name, "float64", doc="fraction of the day's tweets, 0..1; null when there are none")
 
@@ -399,8 +406,7 @@ METRICS_QUERY_ENTITIES = _metric(
     "metrics_query_entities",
     (
         _c("query", "string", False, max_chars=1024),
-        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
-        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        *_ENTITY,
         _c("occurrences", "int64", False),
         _c("tweets", "int64", False),
         _c("rank", "int64", False, doc="within the query and kind"),
@@ -411,8 +417,7 @@ METRICS_QUERY_ENTITIES = _metric(
 METRICS_RISING_ENTITIES = _metric(
     "metrics_rising_entities",
     (
-        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
-        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        *_ENTITY,
         _c("occurrences", "int64", False, doc="on dt"),
         _c("previous_occurrences", "int64", False, doc="over the previous days of the comparison window"),
         _c("previous_days", "int64", False, doc="days of that window with tweets carrying fields"),
@@ -443,8 +448,7 @@ METRICS_VOLUME_HOURLY = _metric(
 METRICS_TOP_ENTITIES = _metric(
     "metrics_top_entities",
     (
-        _c("kind", "string", False, max_chars=16, doc="hashtag, mention or domain"),
-        _c("value", "string", False, max_chars=280, doc="lower-cased tag, username or domain"),
+        *_ENTITY,
         _c("occurrences", "int64", False),
         _c("tweets", "int64", False),
         _c("rank", "int64", False),
