@@ -75,6 +75,7 @@ def analyze_day_or_record(edges: Edges, day: date) -> tuple[str, dict[str, str]]
     fails the `daily` run at its end. Re-run the day to analyze it again."""
     analyzed = analyze_and_publish(edges.warehouse, edges.bucket, day, edges.dashboard_dir, return_state=True)
     if analyzed.is_completed():
-        return analyzed.result(), {"status": "ok"}
+        location, metrics = analyzed.result()
+        return location, {"status": "ok", "metrics": metrics.describe()}
     get_run_logger().error("analysis of %s failed after its load committed: %s", day, analyzed.message)
     return "not published: analysis failed", {"status": "failed", "reason": str(analyzed.message)}

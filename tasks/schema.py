@@ -548,3 +548,39 @@ TWEET_SENTIMENT = Table(
 )
 
 SCORE_TABLES: dict[str, Table] = {TWEET_SENTIMENT.name: TWEET_SENTIMENT}
+
+# Bookkeeping that lets work be skipped when its inputs did not change: one row per table and day loaded
+# (`tasks.warehouse.base.record_load`, written in the load's own transaction), and one per analyzed day
+# (`tasks.analytics.analyze`, written in the metrics' transaction). Not for BI tools.
+LOADED_DAYS = Table(
+    "loaded_days",
+    (
+        _c("table_name", "string", False, max_chars=64),
+        _c("dt", "date", False, doc="the day loaded"),
+        _c("content", "string", max_chars=64, doc="SHA-256 of the day's curated Parquet parts; null: not known"),
+        _c("version", "int64", False, doc="loads of the day that changed the table's rows"),
+        _c("loaded_at", "timestamp", False, doc="the last load (UTC)"),
+        _c("changed_at", "timestamp", False, doc="the last load that changed rows (UTC)"),
+        *(_c(name, "int64", False, doc=f"the last load's merge: {what}") for name, what in (
+            ("staged", "rows staged"), ("new", "keys new to the table"), ("updated", "rows replaced"),
+            ("removed", "rows of the day no longer produced"), ("older", "rows not applied: a newer copy is kept"))),
+    ),
+    primary_key=("table_name", "dt"),
+    description="what the last load of each table and day brought, and when rows last changed",
+)
+
+ANALYZED_DAYS = Table(
+    "analyzed_days",
+    (
+        _c("dt", "date", False, doc="the analyzed day"),
+        _c("inputs", "string", False, max_chars=64,
+           doc="SHA-256 of the analysis' SQL and the loads it read (`loaded_days` versions)"),
+        _c("analyzed_at", "timestamp", False, doc="when the metrics were computed (UTC)"),
+        _c("metric_rows", "int64", False, doc="the day's rows over every metrics table then: fewer now, and the "
+           "day is recomputed"),
+    ),
+    primary_key=("dt",),
+    description="the inputs each day's metrics were computed from: an analysis with the same inputs is skipped",
+)
+
+STATE_TABLES: dict[str, Table] = {t.name: t for t in (LOADED_DAYS, ANALYZED_DAYS)}

@@ -17,6 +17,14 @@ processes when there are many: `tasks/analytics/sentiment.py`) and inserts them 
 before the metrics' one; the day's sentiment metrics join the day's tweets to the stored scores. A re-run
 or a backfill of an analyzed day scores nothing.
 
+A day's metrics are recomputed only when their inputs changed. `analysis_inputs` hashes the analysis' own
+statements with the version of every table and day in `loaded_days` (which a load raises only when it changed
+rows: `tasks.warehouse.base.record_load_statements`); the hash is kept per day in `analyzed_days`, written in the
+metrics' transaction. An analysis that finds the same hash there keeps the day's metrics as they are. Any
+load counts, not only the day's: a later day's load can move a tweet out of the day (its newer copy wins) or
+change an author's followers. Rows written into the tables other than by the pipeline's load are not seen:
+run `analyze_day(..., force=True)` after such a change.
+
 The SQL sticks to what DuckDB, PostgreSQL and Redshift all accept: no CTEs inside INSERT, no FILTER
 clauses, no `::` casts, integer ratios cast to DOUBLE PRECISION, window functions over subqueries,
 timestamps turned to UTC with `AT TIME ZONE 'UTC'` (a session time zone never shifts an hour), string
@@ -25,18 +33,20 @@ literals in UNIONs cast to VARCHAR (Redshift would type them CHAR(n)).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
 from tasks import run_logger
 from tasks.analytics.sentiment import score_texts
-from tasks.schema import METRIC_TABLES, SCORE_TABLES, qualified, quote_ident
-from tasks.warehouse.base import Warehouse, staging_name
+from tasks.schema import METRIC_TABLES, SCORE_TABLES, STATE_TABLES, qualified, quote_ident
+from tasks.warehouse.base import Warehouse, sql_literal, staging_name
 
 DEFAULT_TOP_N = 20
 SENTIMENT = SCORE_TABLES["tweet_sentiment"]
+LOADED, ANALYZED = STATE_TABLES["loaded_days"], STATE_TABLES["analyzed_days"]
 # VADER's authors' thresholds on the compound score.
 POSITIVE_AT, NEGATIVE_AT = 0.05, -0.05
 SCORED_LANGS = frozenset({"en"})
@@ -55,6 +65,12 @@ class DayMetrics:
     tweets: int = 0
     scored_tweets: int = 0  # the day's tweets with a sentiment score, stored before or now
     scored_new: int = 0  # of those, the ones this analysis scored (0 on a re-run of an analyzed day)
+    unchanged_since: datetime | None = None  # set when the inputs were those of this earlier analysis: nothing recomputed
+
+    def describe(self) -> str:
+        if self.unchanged_since is None:
+            return "recomputed"
+        return f"kept: no load changed their inputs since {self.unchanged_since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def day_literal(day: date) -> str:
@@ -335,9 +351,9 @@ def store_sentiment_statement(schema: str | None) -> str:
 
 
 def ensure_metric_objects(warehouse: Warehouse) -> None:
-    """Create missing metrics and score tables and (re)create the dashboard views, in one transaction."""
+    """Create missing metrics, score and state tables and (re)create the dashboard views, in one transaction."""
     tables = [warehouse.design(t).create_sql(warehouse.dialect, warehouse.schema)
-              for t in (*METRIC_TABLES.values(), *SCORE_TABLES.values())]
+              for t in (*METRIC_TABLES.values(), *SCORE_TABLES.values(), *STATE_TABLES.values())]
     warehouse.execute_script(tables + view_statements(warehouse.schema))
 
 
@@ -367,27 +383,86 @@ def store_new_sentiment(warehouse: Warehouse, day: date, workers: int | None = N
     return scored.height
 
 
-def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N, workers: int | None = None) -> DayMetrics:
-    """Score the day's tweets not scored yet, then recompute every metrics table's rows for `day` (delete and
-    insert in one transaction). `workers`: processes for scoring (default: the cores available)."""
-    ensure_metric_objects(warehouse)
-    scored_new = store_new_sentiment(warehouse, day, workers)
+def analysis_inputs(warehouse: Warehouse, day: date, top_n: int) -> str:
+    """SHA-256 of what the day's metrics are computed from: the analysis' statements (its code, the day and
+    `top_n`) and the version of every table and day loaded (module docstring)."""
     schema = warehouse.schema
-    deletes = [f'DELETE FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}' for name in METRIC_TABLES]
-    warehouse.execute_script(deletes + metric_statements(day, schema, top_n) + [sentiment_daily_statement(day, schema)])
-    rows = {
-        name: warehouse.query(
-            f'SELECT COUNT(*) FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}'
-        )[0][0]
-        for name in METRIC_TABLES
-    }
+    digest = hashlib.sha256()
+    for sql in (*metric_statements(day, schema, top_n), sentiment_daily_statement(day, schema),
+                *view_statements(schema)):
+        digest.update(sql.encode())
+    for row in warehouse.query(f"SELECT {_cols('table_name dt version')} FROM {qualified(LOADED.name, schema)} "
+                               f"ORDER BY {_cols('table_name dt')}"):
+        digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def record_analysis_statements(day: date, inputs: str, schema: str | None) -> list[str]:
+    """Replace the day's row of `analyzed_days`, with the rows the day now has over every metrics table (run
+    last in the metrics' transaction)."""
+    target = qualified(ANALYZED.name, schema)
+    d = day_literal(day)
+    analyzed_at = sql_literal(datetime.now(UTC), next(c for c in ANALYZED.columns if c.name == "analyzed_at"))
+    counts = "\n  UNION ALL\n".join(f'  SELECT COUNT(*) AS "n" FROM {qualified(name, schema)} WHERE "dt" = {d}'
+                                    for name in METRIC_TABLES)
+    insert = (f"INSERT INTO {target} ({_cols(' '.join(ANALYZED.column_names))})\n"
+              f"SELECT {d}, '{inputs}', {analyzed_at}, CAST(SUM({col('c', 'n')}) AS BIGINT) FROM (\n{counts}\n) c")
+    return [f'DELETE FROM {target} WHERE "dt" = {d}', insert]
+
+
+@dataclass(frozen=True)
+class Analyzed:
+    at: datetime
+    metric_rows: int
+
+
+def analyzed_with(warehouse: Warehouse, day: date, inputs: str) -> Analyzed | None:
+    """When the day's metrics were computed from `inputs`, and how many rows they had, if they were."""
+    rows = warehouse.query(f'SELECT "analyzed_at", "metric_rows" FROM {qualified(ANALYZED.name, warehouse.schema)} '
+                           f"WHERE \"dt\" = {day_literal(day)} AND \"inputs\" = '{inputs}'")
+    return Analyzed(*rows[0]) if rows else None
+
+
+def metric_rows(warehouse: Warehouse, day: date) -> dict[str, int]:
+    """The day's rows in each metrics table."""
+    return {name: warehouse.query(f'SELECT COUNT(*) FROM {qualified(name, warehouse.schema)} '
+                                  f'WHERE "dt" = {day_literal(day)}')[0][0]
+            for name in METRIC_TABLES}
+
+
+def analyze_day(warehouse: Warehouse, day: date, top_n: int = DEFAULT_TOP_N, workers: int | None = None,
+                force: bool = False) -> DayMetrics:
+    """Score the day's tweets not scored yet, then recompute every metrics table's rows for `day` (delete and
+    insert in one transaction), unless they were computed from the same inputs and are all still there
+    (module docstring), and not `force`. `workers`: processes for scoring (default: the cores available)."""
+    ensure_metric_objects(warehouse)
+    schema, logger = warehouse.schema, run_logger(__name__)
+    # Read before anything is computed: a load that commits meanwhile makes the next analysis recompute.
+    inputs = analysis_inputs(warehouse, day, top_n)
+    previous = None if force else analyzed_with(warehouse, day, inputs)
+    rows = metric_rows(warehouse, day) if previous else {}
+    if previous and sum(rows.values()) != previous.metric_rows:
+        logger.warning("metrics of %s: %d rows where the analysis of %s left %d (removed since?): computing them again",
+                       day, sum(rows.values()), previous.at, previous.metric_rows)
+        previous = None
+    if previous is None:
+        scored_new = store_new_sentiment(warehouse, day, workers)
+        deletes = [f'DELETE FROM {qualified(name, schema)} WHERE "dt" = {day_literal(day)}' for name in METRIC_TABLES]
+        warehouse.execute_script(deletes + metric_statements(day, schema, top_n)
+                                 + [sentiment_daily_statement(day, schema)]
+                                 + record_analysis_statements(day, inputs, schema))
+        rows = metric_rows(warehouse, day)
+    else:
+        scored_new = 0
     [(tweets, scored)] = warehouse.query(
         f'SELECT "tweets", "scored_tweets" FROM {qualified("metrics_sentiment_daily", schema)} '
         f'WHERE "dt" = {day_literal(day)}'
     )
-    run_logger(__name__).info("sentiment of %s: %d of %d tweets scored, %d of them by this run (the rest were stored)",
-                      day, scored, tweets, scored_new)
-    return DayMetrics(day, rows, tweets=tweets, scored_tweets=scored, scored_new=scored_new)
+    metrics = DayMetrics(day, rows, tweets=tweets, scored_tweets=scored, scored_new=scored_new,
+                         unchanged_since=previous.at if previous else None)
+    logger.info("metrics of %s %s; sentiment: %d of %d tweets scored, %d of them by this run (the rest were stored)",
+                day, metrics.describe(), scored, tweets, scored_new)
+    return metrics
 
 
 # --- BI views --------------------------------------------------------------------------------------

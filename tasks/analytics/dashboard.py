@@ -22,7 +22,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.analytics.analyze import DEFAULT_TOP_N, analyze_day
+from tasks.analytics.analyze import DEFAULT_TOP_N, DayMetrics, analyze_day
 from tasks.analytics.pages import (
     INDEX_PAGE,
     SECTIONS,
@@ -117,16 +117,18 @@ def analyze_and_publish(
     day: date,
     local_dir: Path | None = None,
     top_n: int = DEFAULT_TOP_N,
-) -> str:
-    """Recompute the day's metrics and views, rebuild the dashboard, link it in the Prefect UI.
+) -> tuple[str, DayMetrics]:
+    """Recompute the day's metrics (unless no load changed their inputs) and views, rebuild the dashboard,
+    link it in the Prefect UI.
 
-    Returns where to open the dashboard (a local file on embedded defaults, else the bucket URL).
+    Returns where to open the dashboard (a local file on embedded defaults, else the bucket URL) and the
+    day's metrics.
     """
     logger = get_run_logger()
     with target.connect() as warehouse:
         metrics = analyze_day(warehouse, day, top_n)
-        logger.info("metrics for %s: %d tweets, %d scored for sentiment; rows %s",
-                    day, metrics.tweets, metrics.scored_tweets, metrics.rows)
+        logger.info("metrics for %s (%s): %d tweets, %d scored for sentiment; rows %s", day, metrics.describe(),
+                    metrics.tweets, metrics.scored_tweets, metrics.rows)
         pages = build_pages(warehouse, day)
         latest = is_latest_day(warehouse, day)
     copies = write_dashboard(pages, bucket, local_dir)
@@ -137,7 +139,7 @@ def analyze_and_publish(
     logger.info("dashboard for %s: %s (pages written: %s)", day, location,
                 ", ".join(k.removeprefix(f"{PREFIX}/") for k in pages))
     publish_link(local.as_uri() if local is not None else share_link(bucket, day_key), day, latest)
-    return location
+    return location, metrics
 
 
 def share_link(bucket: Bucket, key: str) -> str:

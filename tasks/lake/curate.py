@@ -12,6 +12,7 @@ record_count).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import io
 import logging
 import math
@@ -81,6 +82,9 @@ class TableFiles:
     csv: list[StoredObject] = field(default_factory=list)
     part_rows: list[int] = field(default_factory=list)
     manifests: dict[str, str] = field(default_factory=dict)  # format -> manifest key
+    # SHA-256 over the Parquet parts' own SHA-256s, in part order: the same rows give the same parts (sorted
+    # by key, deterministic encoding), so a load can tell a day that came back unchanged. None: not known.
+    content: str | None = None
 
     def keys(self, fmt: str) -> list[str]:
         return [o.key for o in (self.parquet if fmt == "parquet" else self.csv)]
@@ -360,11 +364,13 @@ class _EncodedPart:
     rows: int
     parquet: bytes
     csv: bytes
+    parquet_sha256: bytes
 
 
 def _encode(name: str, part: int, frame: pl.DataFrame) -> _EncodedPart:
     table = TABLES[name]
-    return _EncodedPart(name, part, frame.height, parquet_bytes(frame, table), csv_bytes(frame, table))
+    parquet = parquet_bytes(frame, table)
+    return _EncodedPart(name, part, frame.height, parquet, csv_bytes(frame, table), hashlib.sha256(parquet).digest())
 
 
 def _encode_part(spool: DaySpool, name: str, part: int, derived: list[str]) -> list[_EncodedPart]:
@@ -391,7 +397,7 @@ def write_tables(
     # other tables rather than several tweets parts at once (peak RSS at 1,000,000 tweets: ~200 MiB less).
     units = [(name, part, derived[name]) for part in range(spool.parts) for name in names if name not in DERIVED]
     parts_to_read = {name: spool.parts for name in names if name not in DERIVED}
-    written: dict[str, list[tuple[int, StoredObject, StoredObject, int]]] = {name: [] for name in names}
+    written: dict[str, list[tuple[int, StoredObject, StoredObject, int, bytes]]] = {name: [] for name in names}
     cleared: set[str] = set()
 
     def clear_manifests(name: str) -> None:
@@ -414,13 +420,16 @@ def write_tables(
             stem = f"{curated_prefix(encoded.name, spool.day)}part-{encoded.part:05d}"
             parquet = bucket.write(f"{stem}.parquet", encoded.parquet)
             csv = bucket.write(f"{stem}.csv.gz", encoded.csv)
-            written[encoded.name].append((encoded.part, parquet, csv, encoded.rows))
+            written[encoded.name].append((encoded.part, parquet, csv, encoded.rows, encoded.parquet_sha256))
     for name, table_files in files.items():
-        for _, parquet, csv, rows in sorted(written[name], key=lambda p: p[0]):  # manifests list parts in order
+        content = hashlib.sha256()
+        for _, parquet, csv, rows, digest in sorted(written[name], key=lambda p: p[0]):  # manifests list parts in order
             table_files.parquet.append(parquet)
             table_files.csv.append(csv)
             table_files.part_rows.append(rows)
             table_files.rows += rows
+            content.update(digest)
+        table_files.content = content.hexdigest()
         clear_manifests(name)
         for fmt, objects in (("parquet", table_files.parquet), ("csv", table_files.csv)):
             key = manifest_key(name, spool.day, fmt)

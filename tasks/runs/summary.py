@@ -38,7 +38,8 @@ class RunSummary:
     files_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     summary_key: str = ""
-    analysis: dict[str, str] = field(default_factory=dict)  # status "ok" or "failed", with its reason
+    # status "ok" with whether the metrics were recomputed or kept, or "failed" with its reason
+    analysis: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -128,6 +129,7 @@ def summary_markdown(s: RunSummary) -> str:
         f"- raw files left out, not whole gzip (the day is incomplete): {s.unreadable_files or 'none'}",
         f"- values changed by the string rules (README \"Redshift fidelity\"): {s.cleaned or 'none'}",
         f"- analysis: {s.analysis.get('status', 'not run')}"
+        + (f" (metrics {s.analysis['metrics']})" if "metrics" in s.analysis else "")
         + (f" (**{s.analysis['reason']}**; the data is loaded: re-run the day)" if "reason" in s.analysis else ""),
         "",
         "| table | rows today | parts | new | updated | total in warehouse |",

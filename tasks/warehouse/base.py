@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from tasks.lake.bucket import Bucket
 from tasks.lake.curate import TableFiles
-from tasks.schema import TABLES, Column, Dialect, Table, qualified, quote_ident
+from tasks.schema import LOADED_DAYS, TABLES, Column, Dialect, Table, qualified, quote_ident
 
 # Rows per multi-row INSERT of `values_statements`: about 170 KB of SQL for sentiment rows (Redshift takes up to
 # 16 MB a statement, and its leader node plans each one, so fewer are better there). PostgreSQL loaded 120,000 sentiment rows this way in
@@ -54,6 +54,9 @@ class MergeResult:
 def staging_name(table: Table) -> str:
     return f"stg_{table.name}"
 
+
+# What `ensure_tables` creates: the data tables and the record of their loads.
+LOAD_TABLES: tuple[Table, ...] = (*TABLES.values(), LOADED_DAYS)
 
 # The table whose kept copy of a tweet the tweet's entities and references follow.
 PARENT = TABLES["tweets"]
@@ -129,7 +132,9 @@ def merge_statements(table: Table, schema: str | None, staging: str, day: date) 
     )
 
 
-def _literal(value: Any, column: Column) -> str:
+def sql_literal(value: Any, column: Column) -> str:
+    """`value` as an SQL literal of `column`'s type, for values the pipeline computed itself (ids, numbers,
+    dates, zoned times, plain labels); anything that would need escaping is refused."""
     if value is None:
         if not column.nullable:
             raise WarehouseError(f"{column.name} is NOT NULL but a staged value is null")
@@ -144,17 +149,19 @@ def _literal(value: Any, column: Column) -> str:
         return "TRUE" if value else "FALSE"
     if column.kind == "date":
         return f"DATE '{value.isoformat()}'"
+    if column.kind == "timestamp" and isinstance(value, datetime) and value.utcoffset() is not None:
+        return f"CAST('{value.isoformat(sep=' ')}' AS TIMESTAMPTZ)"
     if column.kind == "string" and _PLAIN_TEXT.fullmatch(value):
         return f"'{value}'"
-    raise WarehouseError(f"{column.name}: {value!r} is not a value a VALUES literal carries here (free text or time)")
+    raise WarehouseError(f"{column.name}: {value!r} is not a value a VALUES literal carries here (free text, or a time without zone)")
 
 
 def values_statements(table: Table, target: str, rows: pa.Table, batch: int = VALUES_BATCH) -> list[str]:
     """Multi-row `INSERT INTO target (columns) VALUES (...), ...` of `rows` (the table's columns), `batch` rows a
     statement: the SQL every warehouse accepts for rows the pipeline computed itself. Only ids, numbers, dates,
-    booleans and plain labels are rendered (`_literal` refuses anything else), so nothing needs escaping."""
+    booleans and plain labels are rendered (`sql_literal` refuses anything else), so nothing needs escaping."""
     cols = ", ".join(quote_ident(c.name) for c in table.columns)
-    values = [[_literal(v, c) for v in rows.column(c.name).to_pylist()] for c in table.columns]
+    values = [[sql_literal(v, c) for v in rows.column(c.name).to_pylist()] for c in table.columns]
     lines = ["(" + ", ".join(row) + ")" for row in zip(*values, strict=True)]
     return [f"INSERT INTO {target} ({cols}) VALUES\n" + ",\n".join(lines[i:i + batch])
             for i in range(0, len(lines), batch)]
@@ -171,6 +178,40 @@ def run_merge(table: Table, sql: MergeSql, run: Callable[[str], Any], staged: in
     inserted = staged - older
     removed = before - (total - inserted) - updated
     return MergeResult(table.name, staged, inserted - updated, updated, total, older, removed)
+
+
+def record_load_statements(files: TableFiles, result: MergeResult, schema: str | None,
+                           at: datetime | None = None) -> list[str]:
+    """Statements that record the load of `files` in `loaded_days`, run in the load's own transaction (so
+    the record is exactly as durable as the rows).
+
+    The row's `version` goes up when the load changed the table's rows: its content is not the last load's
+    of the day (or not known), or it brought keys new to the table or removed some of the day's. A day
+    loaded again unchanged (a re-run that fetched nothing new) keeps its version, and what was computed
+    from it (`analyzed_days`) stays valid. The same content, nothing new and nothing removed is the same
+    rows: the day's rows are exactly its content, and a key kept newer elsewhere is not applied either time.
+    """
+    target = qualified(LOADED_DAYS.name, schema)
+    columns = {c.name: c for c in LOADED_DAYS.columns}
+    values = {"table_name": files.table, "dt": files.day, "content": files.content, "loaded_at": at or datetime.now(UTC),
+              "staged": result.staged, "new": result.new, "updated": result.updated, "removed": result.removed,
+              "older": result.older}
+    v = {name: sql_literal(value, columns[name]) for name, value in values.items()}
+    q = quote_ident
+    if files.content is None or result.new or result.removed:
+        changed = "TRUE"
+    else:
+        changed = f"COALESCE({q('content')}, '') <> {v['content']}"
+    where = f"{q('table_name')} = {v['table_name']} AND {q('dt')} = {v['dt']}"
+    kept = ", ".join(f"{q(name)} = {v[name]}" for name in values if name not in ("table_name", "dt"))
+    new = {**v, "version": "1", "changed_at": v["loaded_at"]}
+    update = (f"UPDATE {target} SET {q('version')} = {q('version')} + CASE WHEN {changed} THEN 1 ELSE 0 END, "
+              f"{q('changed_at')} = CASE WHEN {changed} THEN {v['loaded_at']} ELSE {q('changed_at')} END, {kept} "
+              f"WHERE {where}")
+    insert = (f"INSERT INTO {target} ({', '.join(q(c) for c in LOADED_DAYS.column_names)}) "
+              f"SELECT {', '.join(new[c] for c in LOADED_DAYS.column_names)} "
+              f"WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {where})")
+    return [update, insert]
 
 
 class Warehouse(ABC):
@@ -220,7 +261,7 @@ class DuckDBWarehouse(Warehouse):
         self.con = duckdb.connect(str(self.path))
 
     def ensure_tables(self) -> None:
-        self.execute_script([t.create_sql("duckdb") for t in TABLES.values()])
+        self.execute_script([t.create_sql("duckdb") for t in LOAD_TABLES])
 
     def execute_script(self, statements: list[str]) -> None:
         self.con.begin()
@@ -268,6 +309,8 @@ class DuckDBWarehouse(Warehouse):
                     f"{table.name} {files.day}: staged {staged} rows but the manifest lists {files.rows}"
                 )
             result = run_merge(table, merge_statements(table, None, stg, files.day), run, staged)
+            for sql in record_load_statements(files, result, None):
+                con.execute(sql)
             con.execute(f"DROP TABLE {quote_ident(stg)}")
             con.commit()
         except Exception:

@@ -28,10 +28,12 @@ from tasks.lake.bucket import Bucket
 from tasks.lake.curate import TableFiles
 from tasks.schema import TABLES, Dialect, Table, qualified, quote_ident
 from tasks.warehouse.base import (
+    LOAD_TABLES,
     MergeResult,
     Warehouse,
     WarehouseError,
     merge_statements,
+    record_load_statements,
     run_merge,
     staging_name,
     values_statements,
@@ -237,7 +239,7 @@ class SqlWarehouse(Warehouse):
             with self.engine.begin() as conn:
                 if self.schema:
                     conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
-                for table in TABLES.values():
+                for table in LOAD_TABLES:
                     conn.exec_driver_sql(self.design(table).create_sql(self.dialect, self.schema))
                 existing = self.existing_columns(conn)
                 for table in TABLES.values():
@@ -298,6 +300,8 @@ class SqlWarehouse(Warehouse):
                         )
                     sql = merge_statements(table, self.schema, staging_name(table), files.day)
                     merged = run_merge(table, sql, run, staged)
+                    for statement in record_load_statements(files, merged, self.schema):
+                        run(statement)
                     conn.exec_driver_sql(f"DROP TABLE {stg}")
             except DBAPIError as exc:
                 # `from None`: the SQLAlchemy error carries the statement text, which may hold credentials.

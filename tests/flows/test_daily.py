@@ -59,6 +59,8 @@ def test_daily_twice_on_the_same_day_changes_nothing(prefect_server, tmp_path: P
         assert any(k.startswith(kind) for k in keys_1), kind
     assert second.tables["tweets"]["new"] == 0 and second.tables["tweets"]["updated"] == 600
     assert first.tables["tweets"]["new"] == 600
+    # The second run loaded the same rows: the day's metrics were kept, not computed again.
+    assert first.analysis["metrics"] == "recomputed" and second.analysis["metrics"].startswith("kept: no load changed")
     summary = orjson.loads((tmp_path / "lake" / first.summary_key).read_bytes())
     assert summary["api_errors"] == 2 and summary["tweets_fetched"] == 602
 
@@ -159,7 +161,7 @@ def test_analysis_failure_keeps_the_load_and_does_not_block_catch_up(prefect_ser
     con.execute('DROP TABLE "metrics_daily"')
     con.close()
     last = daily(max_catchup_days=7, settings=PipelineSettings(queries=QUERIES, sample_tweets=50, local_root=str(tmp_path)))
-    assert last.day == today and last.analysis == {"status": "ok"}
+    assert last.day == today and last.analysis == {"status": "ok", "metrics": "recomputed"}
     done = sorted(p.parent.name for p in (tmp_path / "lake" / "runs").glob("dt=*/summary.json"))
     assert done == [f"dt={failing}", f"dt={today}"]
 

@@ -215,7 +215,8 @@ def test_a_second_run_of_a_day_scores_nothing_and_gives_identical_metrics(
     scored: list[list[str]] = []
     real = analyze.score_texts
     monkeypatch.setattr(analyze, "score_texts", lambda texts, workers=None: scored.append(texts) or real(texts, workers))
-    second = analyze_day(warehouse, DAY)
+    # Forced: the rows went in without the pipeline's load, which `analyzed_days` would otherwise go by.
+    second = analyze_day(warehouse, DAY, force=True)
     assert second.scored_new == 0 and scored == [[]]  # VADER saw no text
     assert (second.tweets, second.scored_tweets, second.rows) == (first.tweets, first.scored_tweets, first.rows)
     assert _metric_rows(warehouse) == metrics
@@ -223,7 +224,7 @@ def test_a_second_run_of_a_day_scores_nothing_and_gives_identical_metrics(
 
     # A tweet added to the day (a later fetch) is the only one scored by the next run.
     _load(warehouse, {"tweets": _frames({"tweets": [_tweet(6, 104, "en", "a sad day", _at(11), (0, 0, 0, 0))]})["tweets"]})
-    third = analyze_day(warehouse, DAY)
+    third = analyze_day(warehouse, DAY, force=True)
     assert third.scored_new == 1 and scored[-1] == ["a sad day"]
     assert set(_scores(warehouse)) == {1, 2, 6} and _rows(warehouse, "metrics_sentiment_daily")[0][:6] == (5, 3, 2, 1, 0, 2)
 
@@ -459,3 +460,58 @@ def test_per_query_metrics_and_rising_topics_of_a_hand_built_day(warehouse: Ware
     analyze_day(warehouse, earlier)  # no earlier day: no change, ranked by occurrences
     assert _rows(warehouse, "metrics_rising_entities", earlier, order='"rank"') == [
         ("hashtag", "dataeng", 2, 0, 0, None, None, 1), ("hashtag", "python", 1, 0, 0, None, None, 2)]
+
+
+def _analyzed_at(warehouse: Warehouse, day: date = DAY) -> datetime:
+    [(at,)] = warehouse.query(f'SELECT "analyzed_at" FROM {qualified("analyzed_days", warehouse.schema)} '
+                              f"WHERE \"dt\" = DATE '{day}'")
+    return at
+
+
+def test_an_analysis_is_kept_until_a_load_changes_its_inputs(
+    warehouse: Warehouse, local_bucket, sample_frames, curate_frames
+) -> None:
+    def load(day: date, frames: dict[str, pl.DataFrame]) -> None:
+        files = curate_frames(local_bucket, day, frames)
+        for name in TABLES:
+            warehouse.load_day(local_bucket, files[name])
+
+    frames = sample_frames(DAY, 60)
+    load(DAY, frames)
+    first = analyze_day(warehouse, DAY)
+    assert first.unchanged_since is None and first.scored_new > 0
+    metrics, computed_at = _metric_rows(warehouse), _analyzed_at(warehouse)
+
+    # Analyzed again, and after the same rows were loaded again: nothing recomputed, the same metrics.
+    for reload in (False, True):
+        if reload:
+            load(DAY, frames)
+        kept = analyze_day(warehouse, DAY)
+        assert kept.unchanged_since == computed_at and _analyzed_at(warehouse) == computed_at, reload
+        assert (kept.tweets, kept.scored_tweets, kept.rows, kept.scored_new) == (
+            first.tweets, first.scored_tweets, first.rows, 0)
+        assert _metric_rows(warehouse) == metrics
+    assert kept.describe().startswith("kept: no load changed their inputs since")
+
+    # Rows of the day removed from a metrics table (by hand, or the table dropped) are computed again.
+    removed = f"DELETE FROM {qualified('metrics_top_entities', warehouse.schema)} WHERE \"dt\" = DATE '{DAY}'"
+    warehouse.execute_script([removed])
+    assert analyze_day(warehouse, DAY).unchanged_since is None and _metric_rows(warehouse) == metrics
+
+    # Another top N is another analysis; so is `force`.
+    assert analyze_day(warehouse, DAY, top_n=3).unchanged_since is None
+    assert analyze_day(warehouse, DAY).unchanged_since is None
+    assert analyze_day(warehouse, DAY, force=True).unchanged_since is None
+
+    # The next day's run fetched 10 of the day's tweets again: their newer copies move to that day, so the
+    # day's metrics are recomputed without them (a load of any day counts).
+    moved = frames["tweets"]["tweet_id"].head(10).to_list()
+    later = DAY + timedelta(days=1)
+    again = {name: f.filter(pl.col("tweet_id").is_in(moved)) for name, f in frames.items() if name != "users"}
+    again = {name: f.with_columns(pl.lit(later).alias("dt"), *[(pl.col(c) + timedelta(days=1)).alias(c)
+                                  for c in ("fetched_at", "observed_at") if c in f.columns])
+             for name, f in again.items()}
+    load(later, {**again, "users": TABLES["users"].empty_frame()})
+    recomputed = analyze_day(warehouse, DAY)
+    assert recomputed.unchanged_since is None and recomputed.tweets == first.tweets - 10
+    assert analyze_day(warehouse, DAY).unchanged_since is not None

@@ -15,7 +15,7 @@ import gc
 import re
 import socket
 import warnings
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from redshift_connector.utils.oids import RedshiftOID
 
 from tasks.lake.s3 import S3Lake
 from tasks.schema import TABLES
-from tasks.warehouse.base import WarehouseError, merge_statements
+from tasks.warehouse.base import LOAD_TABLES, WarehouseError, merge_statements, record_load_statements
 from tasks.warehouse.postgres import engine_url, staging_ddl
 from tasks.warehouse.redshift import CopyAuthorization, CopyOptions, RedshiftWarehouse
 from tests.tasks.warehouse.redshift_wire import AUTH_CLEARTEXT, PROTOCOL_3, QUERY, SSL_REQUEST, RedshiftWire
@@ -146,15 +146,19 @@ def test_load_day_sends_each_table_in_one_transaction_exactly_as_composed(
 
     results = {name: warehouse.load_day(lake, files[name]) for name in ("tweets", "users")}
 
+    sent = wire.statements[start:]
+    # The load's record carries the time it was made: read back from what was sent, the rest composed here.
+    load_times = [datetime.fromisoformat(m.group(1)) for s in sent if s.sql.startswith(f'UPDATE "{SCHEMA}"."loaded_days"')
+                  for m in [re.search(r"CAST\('([^']+)' AS TIMESTAMPTZ\)", s.sql)] if m]
     expected: list[str] = []
-    for name in ("tweets", "users"):
+    for name, at in zip(("tweets", "users"), load_times, strict=True):
         table, merge = TABLES[name], merge_statements(TABLES[name], SCHEMA, f"stg_{name}", day)
         expected += [*CHECKOUT, BEGIN, staging_ddl(table, "redshift"),
                      warehouse.copy_statement(lake, files[name], table).sql,
                      "SELECT pg_last_copy_count()", f'SELECT COUNT(*) FROM "stg_{name}"',
                      merge.count_target, merge.updated, merge.older, *merge.delete, merge.insert,
-                     merge.count_target, f'DROP TABLE "stg_{name}"', COMMIT]
-    sent = wire.statements[start:]
+                     merge.count_target, *record_load_statements(files[name], results[name], SCHEMA, at),
+                     f'DROP TABLE "stg_{name}"', COMMIT]
     assert [s.raw for s in sent] == [e.encode() for e in expected]  # byte for byte, one BEGIN/COMMIT each
     assert all(s.params == () for s in sent)  # COPY and merge are literal SQL: nothing bound
     tweets = [s.sql for s in sent[:expected.index(COMMIT) + 1]]
@@ -191,7 +195,7 @@ def test_ensure_tables_is_one_transaction_with_the_schema_bound(wire, redshift) 
 
     sent = wire.statements[start:]
     lookup = next(s for s in sent if "information_schema" in s.sql)
-    creates = [t.create_sql("redshift", SCHEMA) for t in TABLES.values()]
+    creates = [t.create_sql("redshift", SCHEMA) for t in LOAD_TABLES]
     location = next(c for c in TABLES["users"].columns if c.name == "location")
     assert [s.sql for s in sent] == [
         *CHECKOUT, BEGIN, f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"', *creates, lookup.sql,

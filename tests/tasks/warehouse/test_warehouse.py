@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from tasks.lake.bucket import Bucket
-from tasks.schema import TABLES, qualified
+from tasks.schema import LOADED_DAYS, TABLES, qualified, quote_ident
 from tasks.warehouse.base import DuckDBWarehouse, Warehouse
 from tasks.warehouse.postgres import PostgresWarehouse, engine_url
 
@@ -137,3 +137,51 @@ def test_days_loaded_in_either_order_leave_the_same_rows(target, day: date, samp
     tweets = dict(warehouse.query(f'SELECT "tweet_id", "dt" FROM {qualified("tweets", warehouse.schema)}'))
     assert {t for t, d in tweets.items() if d == day + timedelta(days=1)} == refetched
     assert len(tweets) == 30
+
+
+def _loaded_days(warehouse: Warehouse) -> dict[tuple[str, date], dict]:
+    names = LOADED_DAYS.column_names
+    rows = warehouse.query(f"SELECT {', '.join(quote_ident(c) for c in names)} "
+                           f"FROM {qualified(LOADED_DAYS.name, warehouse.schema)}")
+    return {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in rows}
+
+
+def test_a_load_records_its_day_and_raises_the_version_only_when_rows_change(
+    target, day: date, sample_frames, curate_frames
+) -> None:
+    warehouse, bucket = target
+    first = sample_frames(day, 30)
+    files = curate_frames(bucket, day, first)
+    for name in TABLES:
+        warehouse.load_day(bucket, files[name])
+    loaded = _loaded_days(warehouse)
+    assert set(loaded) == {(name, day) for name in TABLES}
+    for name in TABLES:
+        record = loaded[(name, day)]
+        assert (record["content"], record["version"], record["staged"]) == (files[name].content, 1, first[name].height)
+        assert record["new"] == first[name].height and record["changed_at"] == record["loaded_at"]
+
+    # The same rows curated and loaded again (a re-run that fetched nothing new): the same content and
+    # versions, a later load time.
+    _load(target, curate_frames, day, first)
+    again = _loaded_days(warehouse)
+    for key, record in loaded.items():
+        assert again[key]["version"] == 1 and again[key]["content"] == record["content"], key
+        assert again[key]["changed_at"] == record["changed_at"] and again[key]["loaded_at"] >= record["loaded_at"]
+        assert again[key]["updated"] == record["staged"] and again[key]["new"] == 0
+
+    # Two thirds of the tweets: every table of tweets changed (users too: fewer authors).
+    kept = first["tweets"]["tweet_id"].head(20).to_list()
+    _load(target, curate_frames, day, _only(first, kept))
+    fewer = _loaded_days(warehouse)
+    assert fewer[("tweets", day)]["version"] == 2 and fewer[("tweets", day)]["removed"] == 10
+    assert fewer[("tweets", day)]["content"] != loaded[("tweets", day)]["content"]
+
+    # The next day sees 15 of them again, newer: recorded for that day. Loading the first day's 20 once more
+    # applies nothing of those 15 (kept newer) and leaves the other 5 as they were: its version stays.
+    later = day + timedelta(days=1)
+    _load(target, curate_frames, later, _seen_again(_only(first, kept[:15]), later))
+    results = _load(target, curate_frames, day, _only(first, kept))
+    after = _loaded_days(warehouse)
+    assert after[("tweets", later)]["version"] == 1 and results["tweets"].older == 15
+    assert after[("tweets", day)]["version"] == 2 and after[("tweets", day)]["older"] == 15
