@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -55,6 +56,10 @@ INDEX_SECTIONS = {
 ALL_QUERIES_ONLY = {"days", "rising", "authors", "sentiment", "languages", "top-tweets"}
 NO_TWEETS = "No tweets for this day."
 ONLY_DEFAULT_FIELDS = "only the default fields (id, text): the requests asked for no tweet.fields"
+
+
+INPUTS_META = "x-pipeline-inputs"
+_INPUTS = re.compile(rb'<meta name="' + INPUTS_META.encode() + rb'" content="([0-9a-f]+)">')
 
 
 def plotly_asset_name() -> str:
@@ -826,15 +831,17 @@ def _day_nav(data: DashboardData) -> str:
 
 
 def _page(title: str, heading: str, subtitle: str, nav: str, sections: dict[str, str],
-          renderers: dict[str, Callable[[DashboardData], str]], data: DashboardData, kind: str) -> str:
+          renderers: dict[str, Callable[[DashboardData], str]], data: DashboardData, kind: str,
+          inputs: str | None = None) -> str:
     asset = plotly_asset_name()
+    marker = f'\n<meta name="{INPUTS_META}" content="{esc(inputs)}">' if inputs else ""
     body = "".join(
         f'<section id="{sid}"><h2>{esc(name)}{_all_queries(sid)}</h2>{renderers[sid](data)}</section>'
         for sid, name in sections.items()
     )
     template = _json(pio.templates["plotly_white"].to_plotly_json())
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{marker}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title>
 <style>{STYLE}</style>
@@ -855,13 +862,20 @@ def _generated(generated_at: datetime | None) -> str:
     return (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_dashboard(data: DashboardData, generated_at: datetime | None = None) -> str:
-    """The day's page: headline with changes and sparklines, then one section per part of the day."""
+def render_dashboard(data: DashboardData, generated_at: datetime | None = None, inputs: str | None = None) -> str:
+    """The day's page: headline with changes and sparklines, then one section per part of the day. `inputs`
+    (what the pages were built from) goes in a meta tag near the top, for `page_inputs`."""
     queries = sorted({r["query"] for r in data.volume_daily if r["dt"] == data.day})
     subtitle = (f"Queries: {esc(', '.join(queries) or 'none')} · generated {_generated(generated_at)} · "
                 "all times UTC")
     return _page(f"X pipeline dashboard {data.day.isoformat()}", f"X pipeline: daily dashboard for {data.day}",
-                 subtitle, _day_nav(data), SECTIONS, RENDERERS, data, "day")
+                 subtitle, _day_nav(data), SECTIONS, RENDERERS, data, "day", inputs)
+
+
+def page_inputs(page: bytes) -> str | None:
+    """The `inputs` a day page was rendered with (read from its first bytes), if any."""
+    found = _INPUTS.search(page[:1024])
+    return found.group(1).decode() if found else None
 
 
 def render_index(data: DashboardData, generated_at: datetime | None = None) -> str:

@@ -37,7 +37,10 @@ def test_quick_benchmark_reports_every_case(tmp_path: Path) -> None:
     analysis = rows["analysis"]
     assert analysis["tweets"] == 20000 and analysis["detail"]["scored_new"] > 5000
     assert analysis["detail"]["rerun_scored_new"] == 0 and analysis["detail"]["metrics_identical"] is True
-    assert "analyze, new day" in run.stdout and "analyze, re-run" in run.stdout and "target < 10%" in run.stdout
+    # The re-run's loads changed nothing: metrics kept, no page written (the new day wrote its page and the index).
+    assert analysis["detail"]["rerun_metrics"].startswith("kept") and analysis["detail"]["rerun_pages_written"] == 0
+    assert analysis["detail"]["pages_written"] == 2
+    assert "new day:" in run.stdout and "re-run:" in run.stdout and "target < 10%" in run.stdout
     assert [set(r) for r in report["analysis_by_round"]] == [{"analysis_vs_pipeline", "analysis_rerun_vs_pipeline"}] * 2
     assert "pipeline vs baseline" in run.stdout and "pipeline vs floor" in run.stdout
     # the speed-up within each round: that round's baseline time over its pipeline time

@@ -46,6 +46,8 @@ def _snapshot(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 def test_daily_twice_on_the_same_day_changes_nothing(prefect_server, tmp_path: Path, day: date) -> None:
     first = daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=300, local_root=str(tmp_path)))
     keys_1, counts_1 = _snapshot(tmp_path)
+    pages = [tmp_path / "lake" / "dashboard" / f"dt={day}.html", tmp_path / "dashboard" / f"dt={day}.html"]
+    written_1 = [p.stat().st_mtime_ns for p in pages]
     second = daily(day=day, settings=PipelineSettings(queries=QUERIES, sample_tweets=300, local_root=str(tmp_path)))
     keys_2, counts_2 = _snapshot(tmp_path)
 
@@ -61,6 +63,7 @@ def test_daily_twice_on_the_same_day_changes_nothing(prefect_server, tmp_path: P
     assert first.tables["tweets"]["new"] == 600
     # The second run loaded the same rows: the day's metrics were kept, not computed again.
     assert first.analysis["metrics"] == "recomputed" and second.analysis["metrics"].startswith("kept: no load changed")
+    assert [p.stat().st_mtime_ns for p in pages] == written_1  # and its pages were not written again
     summary = orjson.loads((tmp_path / "lake" / first.summary_key).read_bytes())
     assert summary["api_errors"] == 2 and summary["tweets_fetched"] == 602
 

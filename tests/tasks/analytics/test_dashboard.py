@@ -40,6 +40,7 @@ from tasks.analytics.dashboard import (
     DashboardData,
     asset_key,
     build_pages,
+    publish_pages,
     render_dashboard,
     write_dashboard,
 )
@@ -498,3 +499,38 @@ def test_a_page_opened_by_a_presigned_link_loads_the_asset_the_link_names(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_pages_are_written_again_only_when_what_they_show_changed(
+    tmp_path: Path, day: date, local_bucket, sample_frames
+) -> None:
+    older, local = day - timedelta(days=1), tmp_path / "dashboard"
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    try:
+        warehouse.ensure_tables()
+        _load(warehouse, sample_frames(older, 30, query="older"))
+        analyze_day(warehouse, older)
+        first = publish_pages(warehouse, local_bucket, older, local)
+        assert first.written == ["dashboard/index.html", f"dashboard/dt={older}.html"]  # the day's page last
+        assert (first.latest, first.local) == (True, (local / "index.html").resolve())
+
+        # Nothing changed: nothing written. A local copy gone: written again.
+        again = publish_pages(warehouse, local_bucket, older, local)
+        assert again.written == [] and again.local == first.local
+        (local / f"dt={older}.html").unlink()
+        assert publish_pages(warehouse, local_bucket, older, local).written == first.written
+
+        # The next day's publish rewrites the older day's page (its link to the new day): still current.
+        _load(warehouse, sample_frames(day, 30, query="newer"))
+        analyze_day(warehouse, day)
+        assert f"dashboard/dt={older}.html" in publish_pages(warehouse, local_bucket, day, local).written
+        assert f'rel="next" href="dt={day}.html"' in (local / f"dt={older}.html").read_text()
+        assert publish_pages(warehouse, local_bucket, older, local).written == []
+
+        # The older day analyzed again: its pages and the newer day's, which shows it in its trends, are rebuilt.
+        analyze_day(warehouse, older, force=True)
+        rebuilt = publish_pages(warehouse, local_bucket, older, local)
+        assert sorted(rebuilt.written) == sorted(["dashboard/index.html", f"dashboard/dt={day}.html",
+                                                  f"dashboard/dt={older}.html"]) and not rebuilt.latest
+    finally:
+        warehouse.close()

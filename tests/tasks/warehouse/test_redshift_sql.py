@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from tasks.analytics.analyze import analyze_day
-from tasks.analytics.dashboard import is_latest_day, load_dashboard_data
+from tasks.analytics.dashboard import is_latest_day, load_dashboard_data, pages_inputs
 from tasks.schema import METRIC_TABLES, SCORE_TABLES, TABLES
 from tasks.warehouse.base import WarehouseError
 from tasks.warehouse.redshift import (
@@ -63,6 +63,8 @@ def test_every_statement_of_a_day_parses_as_redshift(
             for table_files in files.values():
                 warehouse.load_day(lake, table_files)
         analyze_day(parquet, day)
+        assert analyze_day(parquet, day).unchanged_since is not None  # the path that keeps the metrics
+        pages_inputs(parquet)
         load_dashboard_data(parquet, day)
         is_latest_day(parquet, day)
         parquet.row_counts()
@@ -77,6 +79,8 @@ def test_every_statement_of_a_day_parses_as_redshift(
             "CREATE VIEW", "DROP VIEW", "SELECT PG_LAST_COPY_COUNT()"} <= kinds
     assert any("FORMAT AS CSV" in s for s in statements) and any("FORMAT AS PARQUET" in s for s in statements)
     assert any("sys_load_error_detail" in s for s in statements)
+    assert any(s.startswith(f'UPDATE "{parquet.schema}"."loaded_days"') for s in statements)
+    assert any(s.startswith(f'INSERT INTO "{parquet.schema}"."analyzed_days"') for s in statements)
     assert "SET statement_timeout TO 1800000" in statements
     derived = {**METRIC_TABLES, **SCORE_TABLES}
     assert {name for name in derived if any(f'"{name}"' in s for s in statements)} == set(derived)
