@@ -385,14 +385,15 @@ def store_new_sentiment(warehouse: Warehouse, day: date, workers: int | None = N
 
 def analysis_inputs(warehouse: Warehouse, day: date, top_n: int) -> str:
     """SHA-256 of what the day's metrics are computed from: the analysis' statements (its code, the day and
-    `top_n`) and the version of every table and day loaded (module docstring)."""
+    `top_n`) and the version of every table and day loaded, with when it last changed (module docstring)."""
     schema = warehouse.schema
     digest = hashlib.sha256()
     for sql in (*metric_statements(day, schema, top_n), sentiment_daily_statement(day, schema),
                 *view_statements(schema)):
         digest.update(sql.encode())
-    for row in warehouse.query(f"SELECT {_cols('table_name dt version')} FROM {qualified(LOADED.name, schema)} "
-                               f"ORDER BY {_cols('table_name dt')}"):
+    # `changed_at` and `content` besides `version`: a `loaded_days` dropped and filled again restarts versions at 1.
+    for row in warehouse.query(f"SELECT {_cols('table_name dt version changed_at content')} "
+                               f"FROM {qualified(LOADED.name, schema)} ORDER BY {_cols('table_name dt')}"):
         digest.update(repr(tuple(row)).encode())
     return digest.hexdigest()
 

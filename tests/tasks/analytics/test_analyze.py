@@ -515,3 +515,20 @@ def test_an_analysis_is_kept_until_a_load_changes_its_inputs(
     recomputed = analyze_day(warehouse, DAY)
     assert recomputed.unchanged_since is None and recomputed.tweets == first.tweets - 10
     assert analyze_day(warehouse, DAY).unchanged_since is not None
+
+
+def test_load_records_emptied_and_filled_again_do_not_hide_a_change(
+    warehouse: Warehouse, local_bucket, sample_frames, curate_frames
+) -> None:
+    def load(frames: dict[str, pl.DataFrame]) -> None:
+        files = curate_frames(local_bucket, DAY, frames)
+        for name in TABLES:
+            warehouse.load_day(local_bucket, files[name])
+
+    load(sample_frames(DAY, 40))
+    assert analyze_day(warehouse, DAY).tweets == 40
+    # `loaded_days` emptied, then other rows loaded: every version is 1 again, as when the day was analyzed.
+    warehouse.execute_script([f"DELETE FROM {qualified('loaded_days', warehouse.schema)}"])
+    load(sample_frames(DAY, 60))
+    again = analyze_day(warehouse, DAY)
+    assert again.unchanged_since is None and again.tweets == 60
