@@ -88,6 +88,9 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
     @property
     def partition_column(self) -> str:
         """Integer key column that spreads a day's rows over part files (same key, same part)."""

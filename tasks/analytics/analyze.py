@@ -403,7 +403,7 @@ def record_analysis_statements(day: date, inputs: str, schema: str | None) -> li
     last in the metrics' transaction)."""
     target = qualified(ANALYZED.name, schema)
     d = day_literal(day)
-    analyzed_at = sql_literal(datetime.now(UTC), next(c for c in ANALYZED.columns if c.name == "analyzed_at"))
+    analyzed_at = sql_literal(datetime.now(UTC), ANALYZED.column("analyzed_at"))
     counts = "\n  UNION ALL\n".join(f'  SELECT COUNT(*) AS "n" FROM {qualified(name, schema)} WHERE "dt" = {d}'
                                     for name in METRIC_TABLES)
     insert = (f"INSERT INTO {target} ({_cols(' '.join(ANALYZED.column_names))})\n"

@@ -187,8 +187,8 @@ def analyze_and_publish(
     logger = get_run_logger()
     with target.connect() as warehouse:
         metrics = analyze_day(warehouse, day, top_n)
-        logger.info("metrics for %s (%s): %d tweets, %d scored for sentiment; rows %s", day, metrics.describe(),
-                    metrics.tweets, metrics.scored_tweets, metrics.rows)
+        logger.info("metrics for %s: %d tweets, %d scored for sentiment; rows %s",
+                    day, metrics.tweets, metrics.scored_tweets, metrics.rows)
         published = publish_pages(warehouse, bucket, day, local_dir)
     local, day_key = published.local, dashboard_keys(day)[0]
     location = str(local) if local is not None else bucket.url(published.shown)

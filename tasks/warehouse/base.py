@@ -192,11 +192,10 @@ def record_load_statements(files: TableFiles, result: MergeResult, schema: str |
     rows: the day's rows are exactly its content, and a key kept newer elsewhere is not applied either time.
     """
     target = qualified(LOADED_DAYS.name, schema)
-    columns = {c.name: c for c in LOADED_DAYS.columns}
     values = {"table_name": files.table, "dt": files.day, "content": files.content, "loaded_at": at or datetime.now(UTC),
               "staged": result.staged, "new": result.new, "updated": result.updated, "removed": result.removed,
               "older": result.older}
-    v = {name: sql_literal(value, columns[name]) for name, value in values.items()}
+    v = {name: sql_literal(value, LOADED_DAYS.column(name)) for name, value in values.items()}
     q = quote_ident
     if files.content is None or result.new or result.removed:
         changed = "TRUE"
@@ -212,6 +211,16 @@ def record_load_statements(files: TableFiles, result: MergeResult, schema: str |
               f"SELECT {', '.join(new[c] for c in LOADED_DAYS.column_names)} "
               f"WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {where})")
     return [update, insert]
+
+
+def merge_and_record(files: TableFiles, schema: str | None, run: Callable[[str], Any], staged: int) -> MergeResult:
+    """Merge the day of `files` from its staging table and record the load in `loaded_days`, every statement
+    through `run` (the load's transaction): what every target's `load_day` does once staging is filled."""
+    table = TABLES[files.table]
+    result = run_merge(table, merge_statements(table, schema, staging_name(table), files.day), run, staged)
+    for sql in record_load_statements(files, result, schema):
+        run(sql)
+    return result
 
 
 class Warehouse(ABC):
@@ -308,9 +317,7 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(
                     f"{table.name} {files.day}: staged {staged} rows but the manifest lists {files.rows}"
                 )
-            result = run_merge(table, merge_statements(table, None, stg, files.day), run, staged)
-            for sql in record_load_statements(files, result, None):
-                con.execute(sql)
+            result = merge_and_record(files, None, run, staged)
             con.execute(f"DROP TABLE {quote_ident(stg)}")
             con.commit()
         except Exception:

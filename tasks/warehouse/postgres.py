@@ -4,7 +4,7 @@ that Redshift shares with it.
 `SqlWarehouse` creates tables from the schema module, adds columns the schema gained since (compared
 with `information_schema.columns`, never the dialect's reflection, which queries Redshift-only catalog
 columns), and loads a day per table in one transaction: temporary staging table, bulk load, count check,
-then the portable merge of `tasks.warehouse.base.merge_statements`. Subclasses only say how staging is filled.
+then the portable merge of `tasks.warehouse.base.merge_and_record`. Subclasses only say how staging is filled.
 `PostgresWarehouse` streams the day's gzip CSV parts through `COPY ... FROM STDIN`.
 """
 
@@ -32,9 +32,7 @@ from tasks.warehouse.base import (
     MergeResult,
     Warehouse,
     WarehouseError,
-    merge_statements,
-    record_load_statements,
-    run_merge,
+    merge_and_record,
     staging_name,
     values_statements,
 )
@@ -298,10 +296,7 @@ class SqlWarehouse(Warehouse):
                             f"{table.name} {files.day}: the load reported {loaded} rows and staging holds "
                             f"{staged}, but the manifest lists {files.rows}; nothing was merged"
                         )
-                    sql = merge_statements(table, self.schema, staging_name(table), files.day)
-                    merged = run_merge(table, sql, run, staged)
-                    for statement in record_load_statements(files, merged, self.schema):
-                        run(statement)
+                    merged = merge_and_record(files, self.schema, run, staged)
                     conn.exec_driver_sql(f"DROP TABLE {stg}")
             except DBAPIError as exc:
                 # `from None`: the SQLAlchemy error carries the statement text, which may hold credentials.

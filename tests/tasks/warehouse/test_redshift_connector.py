@@ -196,7 +196,7 @@ def test_ensure_tables_is_one_transaction_with_the_schema_bound(wire, redshift) 
     sent = wire.statements[start:]
     lookup = next(s for s in sent if "information_schema" in s.sql)
     creates = [t.create_sql("redshift", SCHEMA) for t in LOAD_TABLES]
-    location = next(c for c in TABLES["users"].columns if c.name == "location")
+    location = TABLES["users"].column("location")
     assert [s.sql for s in sent] == [
         *CHECKOUT, BEGIN, f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"', *creates, lookup.sql,
         f'ALTER TABLE "{SCHEMA}"."users" ADD COLUMN "location" {location.sql_type("redshift")}', COMMIT]
